@@ -1,0 +1,3 @@
+from pbx_router.cli import main
+
+raise SystemExit(main())
