@@ -1,0 +1,132 @@
+"""The composition root: builds every component from the config, owns the top TaskGroup, and
+turns signals into a staged shutdown.
+
+Shutdown order (uvicorn/aiohttp's model): a signal only sets a flag; then stop accepting new
+calls (they get the dialplan fallback), let in-flight calls finish routing within
+``shutdown.drain_timeout``, cancel what is left (those callers also go to the fallback), stop
+the events websocket, flush call records, close the store and the HTTP session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from pbx_router.ari import AriClient, Backoff, EventStream
+from pbx_router.calls.call import CallSummary, Route
+from pbx_router.calls.supervisor import CallSupervisor, FlowSettings, StaticRouter
+from pbx_router.config import Config, DialplanTarget
+from pbx_router.log import get_logger
+
+log = get_logger("pbx_router.app")
+
+
+def route_from_target(target: Any, reason: str) -> Route:
+    if isinstance(target, DialplanTarget):
+        return Route("dialplan", context=target.context, extension=target.extension,
+                     priority=target.priority, reason=reason)
+    return Route("endpoint", endpoint=target.endpoint, timeout=target.timeout, reason=reason)
+
+
+class RecorderSink:
+    """Adapts the call layer's summaries to the store's call records."""
+
+    def __init__(self, recorder: Any, record_cls: Any) -> None:
+        self._recorder = recorder
+        self._record_cls = record_cls
+
+    def submit(self, summary: CallSummary) -> None:
+        self._recorder.submit(self._record_cls(**asdict(summary)))
+
+
+class App:
+    def __init__(self, config: Config, *, install_signals: bool = True) -> None:
+        self.config = config
+        self.install_signals = install_signals
+        self.stopping = asyncio.Event()
+        self.ari: AriClient | None = None
+        self.supervisor: CallSupervisor | None = None
+        self.stream: EventStream | None = None
+        self.store: Any = None
+        self.recorder: Any = None
+        self.started = asyncio.Event()
+
+    def request_stop(self) -> None:
+        self.stopping.set()
+
+    async def run(self) -> None:
+        cfg = self.config
+        data_dir = Path(cfg.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+
+        from pbx_router.store import CallRecord, CallRecorder, Store
+
+        recorder = CallRecorder(self._store_factory(cfg, data_dir), data_dir / "spool",
+                                max_spool_records=cfg.database.spool_max_records)
+        self.recorder = recorder
+        self.ari = ari = AriClient(cfg.ari.url, cfg.ari.username, cfg.ari.password, cfg.ari.app,
+                                   request_timeout=cfg.ari.request_timeout)
+        await ari.start()
+        settings = FlowSettings(
+            greeting=tuple(cfg.calls.greeting),
+            greeting_timeout=cfg.calls.greeting_timeout,
+            fallback=route_from_target(cfg.calls.fallback, "fallback"),
+            max_concurrent=cfg.calls.max_concurrent,
+        )
+        router = StaticRouter(route_from_target(cfg.calls.default_route, "default route (no rules configured)"))
+        self.supervisor = supervisor = CallSupervisor(ari, router, settings, RecorderSink(recorder, CallRecord))
+        self.stream = stream = EventStream(
+            ari, supervisor.handle_event, on_connected=supervisor.resync,
+            ping_interval=cfg.ari.ping_interval,
+            backoff=Backoff(cfg.ari.reconnect_min, cfg.ari.reconnect_max),
+        )
+        loop = asyncio.get_running_loop()
+        if self.install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.request_stop)
+            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                rec_task = tg.create_task(recorder.run(), name="call-recorder")
+                stream_task = tg.create_task(stream.run(), name="ari-stream")
+                self.started.set()
+                log.info("daemon_started", ari=cfg.ari.url, app=cfg.ari.app)
+                await self.stopping.wait()
+                log.info("daemon_stopping")
+                # Stage 1+2: refuse new calls, let in-flight ones finish routing (events still flow).
+                await supervisor.drain(cfg.shutdown.drain_timeout)
+                # Stage 3: stop listening to Asterisk.
+                stream_task.cancel()
+                # Stage 4: records are flushed (or spooled to disk) by the recorder on cancel.
+                rec_task.cancel()
+        finally:
+            if self.install_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    loop.remove_signal_handler(sig)
+            await ari.close()
+            await self.aclose()
+            log.info("daemon_stopped")
+
+    def _store_factory(self, cfg: Config, data_dir: Path) -> Callable[[], Awaitable[Any]]:
+        from pbx_router.store import Store
+
+        async def open_store() -> Any:
+            if self.store is None:
+                self.store = await Store.open(cfg.database.url, data_dir, max_size=cfg.database.pool_max)
+            return self.store
+
+        return open_store
+
+    async def aclose(self) -> None:
+        if self.store is not None:
+            with contextlib.suppress(Exception):
+                await self.store.close()
+            self.store = None
+
+    def _on_sighup(self) -> None:
+        log.info("sighup_received", note="rules reload is wired when rules are configured")

@@ -1,0 +1,208 @@
+"""The ARI events websocket: connect, keep alive, parse, de-duplicate, reconnect, resync.
+
+Asterisk re-sends nothing after a reconnect (FINDINGS §7): events raised while we were away
+are lost, so every (re)connect is followed by ``on_connected`` (the resync: list channels and
+bridges and reconcile). The socket is opened *before* the resync so nothing falls between the two.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import aiohttp
+
+from pbx_router.ari.client import AriClient
+from pbx_router.ari.events import ApplicationReplaced, Deduplicator, Event, parse_event
+from pbx_router.log import get_logger
+
+log = get_logger("pbx_router.ari")
+
+EventHandler = Callable[[Event], None]
+ConnectedHook = Callable[[], Awaitable[None]]
+
+
+class StreamState(enum.Enum):
+    CONNECTING = "connecting"
+    SYNCING = "syncing"
+    READY = "ready"
+    BACKOFF = "backoff"
+    STOPPED = "stopped"
+
+
+@dataclass
+class StreamStats:
+    connects: int = 0
+    disconnects: int = 0
+    received: int = 0
+    malformed: int = 0
+    duplicates: int = 0
+    unknown: int = 0
+    handler_errors: int = 0
+    replaced: int = 0
+
+
+class Backoff:
+    """Jittered exponential backoff: 0.5 s doubling to a 30 s cap, reset after a healthy link."""
+
+    def __init__(self, minimum: float = 0.5, maximum: float = 30.0, rng: random.Random | None = None) -> None:
+        self.minimum = minimum
+        self.maximum = maximum
+        self._attempt = 0
+        self._rng = rng or random.Random()
+
+    def next_delay(self) -> float:
+        ceiling = min(self.maximum, self.minimum * (2**self._attempt))
+        self._attempt += 1
+        # "Equal jitter": never less than half the ceiling, so a flapping Asterisk is not hammered.
+        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+
+    def reset(self) -> None:
+        self._attempt = 0
+
+
+KNOWN_TYPES = frozenset(
+    {
+        "StasisStart", "StasisEnd", "ChannelCreated", "ChannelDestroyed", "ChannelStateChange",
+        "ChannelHangupRequest", "ChannelDtmfReceived", "ChannelVarset", "ChannelDialplan",
+        "ChannelCallerId", "ChannelConnectedLine", "ChannelEnteredBridge", "ChannelLeftBridge",
+        "ChannelTalkingStarted", "ChannelTalkingFinished", "ChannelHold", "ChannelUnhold",
+        "BridgeCreated", "BridgeDestroyed", "BridgeMerged", "BridgeBlindTransfer",
+        "BridgeAttendedTransfer", "BridgeVideoSourceChanged", "PlaybackStarted",
+        "PlaybackContinuing", "PlaybackFinished", "RecordingStarted", "RecordingFinished",
+        "RecordingFailed", "Dial", "ApplicationReplaced", "ApplicationMoveFailed",
+        "DeviceStateChanged", "EndpointStateChange", "TextMessageReceived", "ChannelUserevent",
+        "ChannelToneDetected", "ContactStatusChange", "PeerStatusChange",
+    }
+)
+
+
+class EventStream:
+    """Owns the websocket. ``run()`` loops until cancelled; ``ready`` tells if events flow."""
+
+    # A connection that lived this long counts as healthy and resets the backoff.
+    HEALTHY_AFTER = 5.0
+
+    def __init__(
+        self,
+        client: AriClient,
+        handler: EventHandler,
+        *,
+        on_connected: ConnectedHook | None = None,
+        ping_interval: float = 20.0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.client = client
+        self.handler = handler
+        self.on_connected = on_connected
+        self.ping_interval = ping_interval
+        self.backoff = backoff or Backoff()
+        self.state = StreamState.CONNECTING
+        self.stats = StreamStats()
+        self.ready = asyncio.Event()
+        self._dedup = Deduplicator()
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+
+    @property
+    def url(self) -> str:
+        base = self.client.base_url.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+        return f"{base}/ari/events"
+
+    async def run(self) -> None:
+        try:
+            while True:
+                started = asyncio.get_running_loop().time()
+                try:
+                    await self._session_once()
+                except asyncio.CancelledError:
+                    raise
+                except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                    log.warning("ari_connect_failed", error=str(exc) or type(exc).__name__, url=self.url)
+                except Exception:  # a bug in resync must not end the daemon's link to Asterisk
+                    log.exception("ari_stream_error")
+                finally:
+                    self.ready.clear()
+                if asyncio.get_running_loop().time() - started >= self.HEALTHY_AFTER:
+                    self.backoff.reset()
+                delay = self.backoff.next_delay()
+                self.state = StreamState.BACKOFF
+                log.info("ari_reconnect_scheduled", delay_s=round(delay, 2))
+                await asyncio.sleep(delay)
+        finally:
+            self.state = StreamState.STOPPED
+            self.ready.clear()
+
+    async def _session_once(self) -> None:
+        self.state = StreamState.CONNECTING
+        params = {"app": self.client.app, "subscribeAll": "false"}
+        async with self.client.session.ws_connect(
+            self.url,
+            params=params,
+            heartbeat=self.ping_interval,
+            timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
+            max_msg_size=16 * 1024 * 1024,
+        ) as ws:
+            self._ws = ws
+            self.stats.connects += 1
+            log.info("ari_connected", app=self.client.app, connects=self.stats.connects)
+            self.state = StreamState.SYNCING
+            resync = asyncio.create_task(self._resync(), name="ari-resync")
+            try:
+                async for msg in ws:
+                    if msg.type == aiohttp.WSMsgType.TEXT:
+                        if self._deliver(msg.data):
+                            break  # ApplicationReplaced: this socket is dead to Asterisk
+                    elif msg.type == aiohttp.WSMsgType.BINARY:
+                        self.stats.malformed += 1
+                    elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
+                        break
+            finally:
+                if not resync.done():
+                    resync.cancel()
+                # return_exceptions keeps the resync's own failure from masking why we left;
+                # our own cancellation still propagates out of the await.
+                await asyncio.gather(resync, return_exceptions=True)
+                self._ws = None
+                self.stats.disconnects += 1
+                self.ready.clear()
+                log.warning("ari_disconnected", disconnects=self.stats.disconnects)
+
+    async def _resync(self) -> None:
+        if self.on_connected is not None:
+            await self.on_connected()
+        self.state = StreamState.READY
+        self.ready.set()
+        log.info("ari_ready")
+
+    def _deliver(self, text: str) -> bool:
+        """Parse and hand one message to the handler. True when the socket must be dropped."""
+        self.stats.received += 1
+        if self._dedup.seen(text):
+            self.stats.duplicates += 1
+            return False
+        try:
+            event = parse_event(text)
+        except ValueError as exc:
+            self.stats.malformed += 1
+            log.warning("ari_event_malformed", error=str(exc)[:200], count=self.stats.malformed)
+            return False
+        if isinstance(event, ApplicationReplaced):
+            # The old socket stays open but silent (FINDINGS §7): close it and reconnect.
+            self.stats.replaced += 1
+            log.error("ari_application_replaced", app=self.client.app)
+            return True
+        if event.type not in KNOWN_TYPES:
+            self.stats.unknown += 1
+        try:
+            self.handler(event)
+        except Exception:
+            self.stats.handler_errors += 1
+            log.exception("ari_event_handler_failed", event_type=event.type)
+        return False
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.close()

@@ -1,0 +1,288 @@
+"""The call flow: answer, greet, route. (The hearing and deciding steps slot in between.)
+
+Ids of everything a call creates are derived from the caller's channel id (``pbxr-...``), so a
+restarted daemon can tell, from Asterisk's own lists, which call owns which leg and bridge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from typing import Protocol
+
+from pbx_router.ari import AriClient, AriConflict, AriError, AriGone
+from pbx_router.ari import events as ev
+from pbx_router.calls.call import Call, CallerGone, Route, utcnow
+from pbx_router.log import get_logger
+
+log = get_logger("pbx_router.calls")
+
+ID_PREFIX = "pbxr-"
+
+
+def bridge_id_for(caller_channel_id: str) -> str:
+    return f"{ID_PREFIX}b-{caller_channel_id}"
+
+
+def leg_id_for(caller_channel_id: str, n: int) -> str:
+    return f"{ID_PREFIX}l{n}-{caller_channel_id}"
+
+
+def owner_of(object_id: str) -> str | None:
+    """The caller channel id an id we generated belongs to, or None if it is not ours."""
+    if not object_id.startswith(ID_PREFIX):
+        return None
+    _, _, rest = object_id[len(ID_PREFIX):].partition("-")
+    return rest or None
+
+
+class Router(Protocol):
+    def route(self, call: Call) -> Route: ...
+
+
+class Registrar(Protocol):
+    """The registry side a flow needs: claim ids before the request that creates them."""
+
+    def claim(self, call: Call, channel_id: str) -> None: ...
+
+
+class CallFlow:
+    """Everything one call does, in order. One instance per call task."""
+
+    def __init__(
+        self,
+        call: Call,
+        ari: AriClient,
+        router: Router,
+        registrar: Registrar,
+        *,
+        greeting: Sequence[str],
+        greeting_timeout: float,
+        fallback: Route,
+    ) -> None:
+        self.call = call
+        self.ari = ari
+        self.router = router
+        self.registrar = registrar
+        self.greeting = list(greeting)
+        self.greeting_timeout = greeting_timeout
+        self.fallback = fallback
+        self.log = log.bind(call_id=call.call_id, channel_id=call.channel_id)
+
+    # --- ARI helpers that turn "channel gone" into CallerGone -----------------------------------
+
+    async def _caller_op(self, coro: object) -> None:
+        try:
+            await coro  # type: ignore[misc]
+        except AriGone:
+            self.call.gone.set()
+            raise CallerGone(self.call.channel_id) from None
+
+    async def answer(self) -> None:
+        if self.call.channel.state != "Up":
+            await self._caller_op(self.ari.answer(self.call.channel_id))
+        if self.call.summary.answered_at is None:
+            self.call.summary.answered_at = utcnow()
+
+    async def play(self, media: Sequence[str], timeout: float) -> str:
+        """Play ``media`` to the caller and wait until it finishes. Returns the final state."""
+        playback_id = f"{ID_PREFIX}p-{uuid.uuid4().hex[:12]}"
+
+        def finished(e: ev.Event) -> bool:
+            return isinstance(e, ev.PlaybackFinished) and e.playback is not None and e.playback.id == playback_id
+
+        try:
+            pb = await self.ari.play(self.call.channel_id, media, playback_id=playback_id)
+        except AriGone:
+            self.call.gone.set()
+            raise CallerGone(self.call.channel_id) from None
+        if pb.state == "failed":
+            self.log.warning("playback_failed", media=",".join(media))
+            # Asterisk still sends Started/Finished(failed); nothing to wait for.
+            return "failed"
+        try:
+            e = await self.call.next_event(finished, timeout=timeout)
+        except TimeoutError:
+            self.log.warning("playback_timeout", media=",".join(media), timeout_s=timeout)
+            await self._stop_playback(playback_id)
+            return "timeout"
+        assert isinstance(e, ev.PlaybackFinished) and e.playback is not None
+        return e.playback.state
+
+    async def _stop_playback(self, playback_id: str) -> None:
+        try:
+            await self.ari.stop_playback(playback_id)
+        except AriError:
+            pass
+
+    # --- the flow ----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        call = self.call
+        self.log.info("call_started", dialled=call.dialled, adopted=call.adopted)
+        if call.adopted and call.resume_talk_leg:
+            # Already talking to an agent when we (re)started: keep out of the way until a
+            # side hangs up, then clean up as usual.
+            call.owned_bridges.add(bridge_id_for(call.channel_id))
+            call.owned_channels.add(call.resume_talk_leg)
+            self.registrar.claim(call, call.resume_talk_leg)
+            await self.talk(call.resume_talk_leg)
+            return
+        if call.adopted:
+            # A restarted daemon picked this caller up mid-call: the greeting may have been
+            # heard already, so go straight to routing.
+            await self.answer()
+        else:
+            await self.answer()
+            if self.greeting:
+                await self.play(self.greeting, timeout=self.greeting_timeout)
+        call.raise_if_gone()
+        route = self.router.route(call)
+        call.summary.route = route.to_dict()
+        self.log.info("call_routed", route=route.describe(), reason=route.reason)
+        await self.act(route)
+
+    async def act(self, route: Route) -> None:
+        if route.kind == "endpoint":
+            await self.dial_and_bridge(route)
+        else:
+            await self.continue_to(route, outcome="routed")
+
+    async def continue_to(self, route: Route, *, outcome: str) -> None:
+        await self._caller_op(
+            self.ari.continue_in_dialplan(self.call.channel_id, route.context, route.extension, route.priority)
+        )
+        self.call.summary.outcome = f"{outcome}:dialplan:{route.context}"
+        # The caller now belongs to the dialplan; StasisEnd follows, which ends our ownership.
+        try:
+            await self.call.wait_gone(timeout=5.0)
+        except TimeoutError:
+            self.log.warning("stasis_end_not_seen_after_continue")
+
+    async def dial_and_bridge(self, route: Route) -> None:
+        """Dial ``route.endpoint``; on answer, join caller and agent in a mixing bridge."""
+        call = self.call
+        leg_id = leg_id_for(call.channel_id, len(call.owned_channels))
+        bridge_id = bridge_id_for(call.channel_id)
+        # Events for the leg can arrive before the originate's response: claim the id first.
+        self.registrar.claim(call, leg_id)
+        call.owned_channels.add(leg_id)
+        ringback = await self._start_ringback()
+        try:
+            await self.ari.originate(
+                route.endpoint,
+                app_args=("dial", call.channel_id),
+                channel_id=leg_id,
+                caller_id=f'"{call.summary.caller_name}" <{call.summary.caller_number}>'
+                if call.summary.caller_number
+                else None,
+                timeout=int(route.timeout),
+            )
+        except AriError as exc:
+            call.owned_channels.discard(leg_id)
+            self.log.warning("dial_failed", endpoint=route.endpoint, error=str(exc))
+            await self._stop_playback_quiet(ringback)
+            await self.continue_to(self.fallback, outcome="dial_failed")
+            return
+
+        def leg_answered_or_failed(e: ev.Event) -> bool:
+            if isinstance(e, ev.StasisStart) and e.channel and e.channel.id == leg_id:
+                return True
+            return isinstance(e, ev.ChannelDestroyed) and e.channel is not None and e.channel.id == leg_id
+
+        try:
+            e = await call.next_event(leg_answered_or_failed, timeout=route.timeout + 5.0)
+        except TimeoutError:
+            e = None
+        await self._stop_playback_quiet(ringback)
+        if not isinstance(e, ev.StasisStart):
+            cause = e.cause_txt if isinstance(e, ev.ChannelDestroyed) else "timeout"
+            self.log.info("agent_no_answer", endpoint=route.endpoint, cause=cause)
+            await self._hangup_quiet(leg_id)
+            call.owned_channels.discard(leg_id)
+            await self.continue_to(self.fallback, outcome="no_answer")
+            return
+
+        try:
+            await self.ari.create_bridge("mixing", bridge_id=bridge_id, name=f"call {call.call_id}")
+        except AriConflict:
+            pass  # left over from a previous life of this call; reuse it
+        call.owned_bridges.add(bridge_id)
+        try:
+            await self.ari.add_channel(bridge_id, [call.channel_id, leg_id])
+        except AriError as exc:
+            if isinstance(exc, AriGone) or call.gone.is_set():
+                raise CallerGone(call.channel_id) from None
+            raise
+        call.summary.outcome = f"bridged:{route.endpoint}"
+        self.log.info("call_bridged", endpoint=route.endpoint)
+        await self.talk(leg_id)
+
+    async def talk(self, leg_id: str) -> None:
+        """Caller and agent are bridged: wait until either hangs up, then end the other."""
+        call = self.call
+
+        def leg_gone(e: ev.Event) -> bool:
+            return (
+                isinstance(e, ev.ChannelHangupRequest | ev.ChannelDestroyed | ev.StasisEnd)
+                and e.channel is not None
+                and e.channel.id == leg_id
+            )
+
+        await call.next_event(leg_gone)  # CallerGone if the caller leaves first
+        self.log.info("agent_hung_up")
+        await self._hangup_quiet(call.channel_id)
+        call.gone.set()
+
+    async def _start_ringback(self) -> str | None:
+        playback_id = f"{ID_PREFIX}p-{uuid.uuid4().hex[:12]}"
+        try:
+            await self.ari.play(self.call.channel_id, ["tone:ring"], playback_id=playback_id)
+        except AriGone:
+            self.call.gone.set()
+            raise CallerGone(self.call.channel_id) from None
+        except AriError:
+            return None
+        return playback_id
+
+    async def _stop_playback_quiet(self, playback_id: str | None) -> None:
+        if playback_id:
+            await self._stop_playback(playback_id)
+
+    async def _hangup_quiet(self, channel_id: str) -> None:
+        try:
+            await self.ari.hangup(channel_id)
+        except AriError:
+            pass
+
+    # --- endings -----------------------------------------------------------------------------
+
+    async def release(self) -> None:
+        """Give back everything this call created. Safe to call more than once, after hangup."""
+        call = self.call
+        for cid in list(call.owned_channels):
+            await self._hangup_quiet(cid)
+            call.owned_channels.discard(cid)
+        for bid in list(call.owned_bridges):
+            try:
+                await self.ari.delete_bridge(bid)
+            except AriError:
+                pass
+            call.owned_bridges.discard(bid)
+
+    async def send_to_fallback(self, why: str) -> None:
+        """Nobody is left in dead air: continue the caller into the fallback context."""
+        if self.call.gone.is_set():
+            return
+        try:
+            await asyncio.wait_for(
+                self.ari.continue_in_dialplan(
+                    self.call.channel_id, self.fallback.context, self.fallback.extension, self.fallback.priority
+                ),
+                timeout=5.0,
+            )
+            self.call.summary.outcome = f"fallback:{why}"
+            self.log.warning("call_sent_to_fallback", why=why, context=self.fallback.context)
+        except (AriError, TimeoutError) as exc:
+            self.log.error("fallback_failed", why=why, error=str(exc))

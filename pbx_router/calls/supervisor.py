@@ -1,0 +1,294 @@
+"""The call supervisor: creates one task per call, routes ARI events to calls, resyncs after a
+reconnect, and shuts down in stages.
+
+It is the only holder of live calls (the registry). Events are delivered synchronously from
+the websocket task into each call's inbox; the call's own task does all the awaiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import structlog
+
+from pbx_router.ari import AriClient, AriError
+from pbx_router.ari import events as ev
+from pbx_router.ari.models import Channel
+from pbx_router.calls.call import Call, CallerGone, CallSummary, Route, utcnow
+from pbx_router.calls.flow import ID_PREFIX, CallFlow, Router, bridge_id_for, owner_of
+from pbx_router.log import get_logger
+
+log = get_logger("pbx_router.calls")
+
+# StasisStart args[0] of channels we create ourselves (never a new inbound call).
+SECONDARY_ROLES = frozenset({"dial", "snoop-in", "snoop-out", "media", "agent"})
+
+
+class RecordSink(Protocol):
+    def submit(self, summary: CallSummary) -> None: ...
+
+
+class NullSink:
+    def submit(self, summary: CallSummary) -> None:
+        pass
+
+
+@dataclass
+class SupervisorStats:
+    started: int = 0
+    adopted: int = 0
+    ended: int = 0
+    failed: int = 0
+    refused: int = 0
+    orphans_cleaned: int = 0
+    unrouted_events: int = 0
+
+
+@dataclass(frozen=True)
+class FlowSettings:
+    greeting: tuple[str, ...]
+    greeting_timeout: float
+    fallback: Route
+    max_concurrent: int = 500
+
+
+class CallSupervisor:
+    def __init__(
+        self,
+        ari: AriClient,
+        router: Router,
+        settings: FlowSettings,
+        sink: RecordSink | None = None,
+        *,
+        flow_factory: Callable[..., CallFlow] = CallFlow,
+    ) -> None:
+        self.ari = ari
+        self.router = router
+        self.settings = settings
+        self.sink: RecordSink = sink or NullSink()
+        self.flow_factory = flow_factory
+        self.calls: dict[str, Call] = {}  # caller channel id -> call
+        self._claims: dict[str, Call] = {}  # secondary channel id -> owning call
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.accepting = True
+        self.stats = SupervisorStats()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # --- registry ----------------------------------------------------------------------------
+
+    def claim(self, call: Call, channel_id: str) -> None:
+        self._claims[channel_id] = call
+
+    def _owner(self, channel_id: str) -> Call | None:
+        call = self.calls.get(channel_id) or self._claims.get(channel_id)
+        if call is None:
+            owner = owner_of(channel_id)
+            if owner:
+                call = self.calls.get(owner)
+        return call
+
+    @property
+    def active(self) -> int:
+        return len(self.calls)
+
+    # --- events ------------------------------------------------------------------------------
+
+    def handle_event(self, event: ev.Event) -> None:
+        if isinstance(event, ev.StasisStart) and event.channel is not None:
+            if self._owner(event.channel.id) is None and not self._is_secondary(event.channel, event.args):
+                self._start_call(event.channel, event.args, adopted=False)
+                return
+        delivered = False
+        seen: set[int] = set()
+        for cid in event.channel_ids():
+            call = self._owner(cid)
+            if call is not None and id(call) not in seen:
+                seen.add(id(call))
+                call.deliver(event)
+                delivered = True
+        if not delivered:
+            self.stats.unrouted_events += 1
+
+    @staticmethod
+    def _is_secondary(channel: Channel, args: tuple[str, ...]) -> bool:
+        return channel.id.startswith(ID_PREFIX) or (bool(args) and args[0] in SECONDARY_ROLES) or (
+            channel.name.startswith(("UnicastRTP/", "Snoop/", "AudioSocket/"))
+        )
+
+    def _start_call(self, channel: Channel, args: tuple[str, ...], *, adopted: bool) -> Call | None:
+        if channel.id in self.calls:
+            return self.calls[channel.id]
+        call = Call(channel, args, adopted=adopted)
+        if not self.accepting or len(self.calls) >= self.settings.max_concurrent:
+            # Shutting down or over capacity: the caller goes straight to a human.
+            self.stats.refused += 1
+            self._spawn(self._refuse(call), name=f"refuse-{channel.id}")
+            return None
+        self.calls[channel.id] = call
+        self._idle.clear()
+        if adopted:
+            self.stats.adopted += 1
+        self.stats.started += 1
+        self._spawn(self._run_call(call), name=f"call-{channel.id}")
+        return call
+
+    def _spawn(self, coro: object, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _flow(self, call: Call) -> CallFlow:
+        return self.flow_factory(
+            call,
+            self.ari,
+            self.router,
+            self,
+            greeting=self.settings.greeting,
+            greeting_timeout=self.settings.greeting_timeout,
+            fallback=self.settings.fallback,
+        )
+
+    async def _refuse(self, call: Call) -> None:
+        structlog.contextvars.bind_contextvars(call_id=call.call_id)
+        flow = self._flow(call)
+        call.summary.outcome = "refused"
+        self.sink.submit(call.summary)
+        await flow.send_to_fallback("not_accepting")
+        call.summary.ended_at = utcnow()
+        self.sink.submit(call.summary)
+
+    async def _run_call(self, call: Call) -> None:
+        # A fresh context per task: call_id is on every log line of this call, and only this call.
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(call_id=call.call_id)
+        flow = self._flow(call)
+        self.sink.submit(call.summary)
+        try:
+            await flow.run()
+            if call.summary.outcome is None:
+                call.summary.outcome = "completed"
+        except CallerGone:
+            if call.summary.outcome is None:
+                call.summary.outcome = "abandoned"
+            flow.log.info("caller_hung_up", outcome=call.summary.outcome)
+        except asyncio.CancelledError:
+            # Shutdown ran out of time: hand the caller to a human, then let cancellation go on.
+            await asyncio.shield(flow.send_to_fallback("shutdown"))
+            raise
+        except Exception as exc:  # any bug: nobody is left in dead air
+            self.stats.failed += 1
+            flow.log.exception("call_flow_failed", error=type(exc).__name__)
+            await flow.send_to_fallback("error")
+        finally:
+            try:
+                await asyncio.shield(flow.release())
+            finally:
+                call.summary.ended_at = utcnow()
+                self.sink.submit(call.summary)
+                self._forget(call)
+                flow.log.info("call_ended", outcome=call.summary.outcome)
+
+    def _forget(self, call: Call) -> None:
+        self.calls.pop(call.channel_id, None)
+        for cid in [c for c, owner in self._claims.items() if owner is call]:
+            del self._claims[cid]
+        self.stats.ended += 1
+        if not self.calls:
+            self._idle.set()
+
+    # --- resync ------------------------------------------------------------------------------
+
+    async def resync(self) -> None:
+        """After every (re)connect: adopt our callers, end calls that vanished, clean orphans."""
+        channels = await self.ari.list_channels()
+        bridges = await self.ari.list_bridges()
+        app = self.ari.app
+        present = {c.id for c in channels}
+        ours = [c for c in channels if c.stasis_app() == app]
+
+        # Calls whose caller disappeared while we were not listening.
+        for chan_id, call in list(self.calls.items()):
+            if chan_id not in present:
+                call.gone.set()
+
+        talking = {b.id: b for b in bridges if b.id.startswith(ID_PREFIX) and len(b.channels) >= 2}
+        callers = [c for c in ours if not self._is_secondary(c, tuple(c.stasis_args()))]
+        for chan in callers:
+            if chan.id not in self.calls:
+                log.info("call_adopted", channel_id=chan.id)
+                call = self._start_call(chan, tuple(chan.stasis_args()), adopted=True)
+                bridge = talking.get(bridge_id_for(chan.id))
+                if call is not None and bridge is not None:
+                    call.resume_talk_leg = next((c for c in bridge.channels if c != chan.id), None)
+
+        # Secondary channels and bridges whose owner is no longer a live call are orphans.
+        for chan in ours:
+            if chan.id in self.calls or not self._is_secondary(chan, tuple(chan.stasis_args())):
+                continue
+            if self._owner(chan.id) is None and self._owner_by_args(chan) is None:
+                await self._cleanup("channel", chan.id)
+        for bridge in bridges:
+            if not bridge.id.startswith(ID_PREFIX):
+                continue
+            owner = owner_of(bridge.id)
+            if owner is None or owner not in self.calls:
+                await self._cleanup("bridge", bridge.id)
+
+    def _owner_by_args(self, chan: Channel) -> Call | None:
+        args = chan.stasis_args()
+        if len(args) >= 2 and args[0] in SECONDARY_ROLES:
+            call = self.calls.get(args[1])
+            if call is not None:
+                self.claim(call, chan.id)
+                call.owned_channels.add(chan.id)
+            return call
+        return None
+
+    async def _cleanup(self, kind: str, object_id: str) -> None:
+        try:
+            if kind == "channel":
+                await self.ari.hangup(object_id)
+            else:
+                await self.ari.delete_bridge(object_id)
+            self.stats.orphans_cleaned += 1
+            log.info("orphan_cleaned", kind=kind, id=object_id)
+        except AriError as exc:
+            log.warning("orphan_cleanup_failed", kind=kind, id=object_id, error=str(exc))
+
+    # --- shutdown ----------------------------------------------------------------------------
+
+    async def drain(self, timeout: float) -> None:
+        """Stop accepting, give in-flight calls ``timeout`` seconds, then cancel the rest."""
+        self.accepting = False
+        log.info("calls_draining", active=self.active, timeout_s=timeout)
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            log.warning("calls_drain_timeout", remaining=self.active)
+        await self.cancel_all()
+
+    async def cancel_all(self) -> None:
+        tasks = list(self._tasks)
+        for t in tasks:
+            t.cancel("pbx-router shutting down")
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    @property
+    def tasks(self) -> frozenset[asyncio.Task[None]]:
+        return frozenset(self._tasks)
+
+
+class StaticRouter:
+    """Routes every call to one configured target (the placeholder before rules)."""
+
+    def __init__(self, route: Route) -> None:
+        self._route = route
+
+    def route(self, call: Call) -> Route:
+        return self._route
