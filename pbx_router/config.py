@@ -217,6 +217,17 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
+def _strip_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    # pydantic puts the discriminator value into the path (default_route.endpoint.timeout);
+    # the admin's file has no such level.
+    out: list[Any] = []
+    for i, part in enumerate(loc):
+        if i and loc[i - 1] in {"default_route", "fallback"} and part in {"dialplan", "endpoint"}:
+            continue
+        out.append(part)
+    return tuple(out)
+
+
 def parse_config(text: str, filename: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
     """Parse and validate ``text``; raise :class:`ConfigError` listing every problem."""
     env = os.environ if env is None else env
@@ -239,7 +250,7 @@ def parse_config(text: str, filename: str = "<config>", env: Mapping[str, str] |
     except ValidationError as exc:
         errors = []
         for err in exc.errors():
-            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in {"dialplan", "endpoint"}))
+            loc = _strip_union_tags(tuple(err["loc"]))
             line, col = _locate(positions, loc)
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":

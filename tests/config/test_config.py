@@ -1,0 +1,82 @@
+"""The daemon's config: every error at once with file:line:col, secrets from the environment,
+and a bad file at start is a clear message with exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pbx_router.cli import main
+from pbx_router.config import ConfigError, load_config, parse_config
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "pbx-router.yaml"
+
+BAD = """\
+ari:
+  url: ftp://asterisk
+  pasword: oops
+calls:
+  greeting: [hello-world]
+  default_route: {type: endpoint, endpoint: agent1}
+media:
+  rtp_port_min: 5
+"""
+
+
+def test_example_config_is_valid() -> None:
+    cfg = load_config(EXAMPLE, env={})
+    assert cfg.ari.app == "pbx-router"
+    assert Path(cfg.data_dir).is_absolute()
+
+
+def test_every_error_is_reported_at_once_with_its_line(tmp_path: Path) -> None:
+    f = tmp_path / "bad.yaml"
+    f.write_text(BAD)
+    with pytest.raises(ConfigError) as info:
+        load_config(f, env={})
+    errors = info.value.errors
+    assert len(errors) == 5
+    assert f"{f}:2:3: ari.url: must start with http:// or https://" in errors
+    assert f"{f}:3:3: ari.pasword: unknown field (typo?)" in errors
+    assert any(e.startswith(f"{f}:5:3: calls.greeting:") for e in errors)
+    assert any(e.startswith(f"{f}:6:35: calls.default_route.endpoint:") for e in errors)
+    assert any(e.startswith(f"{f}:8:3: media.rtp_port_min:") for e in errors)
+
+
+def test_yaml_syntax_error_points_at_the_line() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config("ari:\n  url: [\n", "x.yaml", env={})
+    assert info.value.errors[0].startswith("x.yaml:3:1: YAML syntax")
+
+
+def test_secrets_come_from_the_environment() -> None:
+    cfg = parse_config(
+        "ari: {password: from-file}\n",
+        env={"PBX_ROUTER_ARI_PASSWORD": "from-env", "PBX_ROUTER_DATABASE_URL": "postgresql://db/x"},
+    )
+    assert cfg.ari.password == "from-env"
+    assert cfg.database.url == "postgresql://db/x"
+
+
+def test_check_config_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD)
+    assert main(["check-config", str(EXAMPLE)]) == 0
+    assert main(["check-config", str(bad)]) == 1
+    assert f"{bad}:3:3: ari.pasword" in capsys.readouterr().err
+    assert main(["check-config", str(tmp_path / "missing.yaml")]) == 1
+
+
+def test_run_with_bad_config_exits_2_without_traceback(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pbx_router", "run", "-c", str(bad)],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert f"{bad}:2:3: ari.url" in proc.stderr
