@@ -74,6 +74,10 @@ class CallSummary:
 
 HANGUP_EVENTS = (ev.ChannelHangupRequest, ev.ChannelDestroyed, ev.StasisEnd)
 
+#: Delivered to every live call after the events websocket reconnected: events raised while we
+#: were away are lost for good (Asterisk re-sends nothing), so a flow waiting for one must check.
+RESYNCED = ev.Event(type="PbxRouterResynced")
+
 
 class Call:
     INBOX_SIZE = 256

@@ -13,7 +13,7 @@ from typing import Protocol
 
 from pbx_router.ari import AriClient, AriConflict, AriError, AriGone
 from pbx_router.ari import events as ev
-from pbx_router.calls.call import Call, CallerGone, Route, utcnow
+from pbx_router.calls.call import RESYNCED, Call, CallerGone, Route, utcnow
 from pbx_router.log import get_logger
 
 log = get_logger("pbx_router.calls")
@@ -90,7 +90,9 @@ class CallFlow:
         playback_id = f"{ID_PREFIX}p-{uuid.uuid4().hex[:12]}"
 
         def finished(e: ev.Event) -> bool:
-            return isinstance(e, ev.PlaybackFinished) and e.playback is not None and e.playback.id == playback_id
+            return e is RESYNCED or (
+                isinstance(e, ev.PlaybackFinished) and e.playback is not None and e.playback.id == playback_id
+            )
 
         try:
             pb = await self.ari.play(self.call.channel_id, media, playback_id=playback_id)
@@ -101,14 +103,24 @@ class CallFlow:
             self.log.warning("playback_failed", media=",".join(media))
             # Asterisk still sends Started/Finished(failed); nothing to wait for.
             return "failed"
-        try:
-            e = await self.call.next_event(finished, timeout=timeout)
-        except TimeoutError:
-            self.log.warning("playback_timeout", media=",".join(media), timeout_s=timeout)
-            await self._stop_playback(playback_id)
-            return "timeout"
-        assert isinstance(e, ev.PlaybackFinished) and e.playback is not None
-        return e.playback.state
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                e = await self.call.next_event(finished, timeout=max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                self.log.warning("playback_timeout", media=",".join(media), timeout_s=timeout)
+                await self._stop_playback(playback_id)
+                return "timeout"
+            if isinstance(e, ev.PlaybackFinished) and e.playback is not None:
+                return e.playback.state
+            # Reconnected: PlaybackFinished may have been lost. Asterisk forgets finished playbacks.
+            try:
+                await self.ari.get_playback(playback_id)
+            except AriGone:
+                return "done"
+            except AriError:
+                pass
 
     async def _stop_playback(self, playback_id: str) -> None:
         try:
@@ -187,14 +199,25 @@ class CallFlow:
             return
 
         def leg_answered_or_failed(e: ev.Event) -> bool:
+            if e is RESYNCED:
+                return True
             if isinstance(e, ev.StasisStart) and e.channel and e.channel.id == leg_id:
                 return True
             return isinstance(e, ev.ChannelDestroyed) and e.channel is not None and e.channel.id == leg_id
 
-        try:
-            e = await call.next_event(leg_answered_or_failed, timeout=route.timeout + 5.0)
-        except TimeoutError:
-            e = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + route.timeout + 5.0
+        e: ev.Event | None = None
+        while True:
+            try:
+                e = await call.next_event(leg_answered_or_failed, timeout=max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                e = None
+            if e is not RESYNCED:
+                break
+            e = await self._leg_state_after_resync(leg_id)
+            if e is not None:
+                break
         await self._stop_playback_quiet(ringback)
         if not isinstance(e, ev.StasisStart):
             cause = e.cause_txt if isinstance(e, ev.ChannelDestroyed) else "timeout"
@@ -219,6 +242,18 @@ class CallFlow:
         self.log.info("call_bridged", endpoint=route.endpoint)
         await self.talk(leg_id)
 
+    async def _leg_state_after_resync(self, leg_id: str) -> ev.Event | None:
+        """Events about the leg may have been lost while reconnecting: ask Asterisk directly."""
+        try:
+            chan = await self.ari.get_channel(leg_id)
+        except AriGone:
+            return ev.ChannelDestroyed(type="ChannelDestroyed", cause_txt="gone while disconnected")
+        except AriError:
+            return None
+        if chan.state == "Up" and chan.stasis_app() == self.ari.app:
+            return ev.StasisStart(type="StasisStart", channel=chan, args=tuple(chan.stasis_args()))
+        return None
+
     async def talk(self, leg_id: str) -> None:
         """Caller and agent are bridged: wait until either hangs up, then end the other."""
         call = self.call
@@ -230,7 +265,16 @@ class CallFlow:
                 and e.channel.id == leg_id
             )
 
-        await call.next_event(leg_gone)  # CallerGone if the caller leaves first
+        while True:
+            e = await call.next_event(lambda e: e is RESYNCED or leg_gone(e))  # CallerGone if the caller leaves
+            if e is not RESYNCED:
+                break
+            try:
+                await self.ari.get_channel(leg_id)
+            except AriGone:
+                break
+            except AriError:
+                pass
         self.log.info("agent_hung_up")
         await self._hangup_quiet(call.channel_id)
         call.gone.set()

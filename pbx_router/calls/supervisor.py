@@ -17,7 +17,7 @@ import structlog
 from pbx_router.ari import AriClient, AriError
 from pbx_router.ari import events as ev
 from pbx_router.ari.models import Channel
-from pbx_router.calls.call import Call, CallerGone, CallSummary, Route, utcnow
+from pbx_router.calls.call import RESYNCED, Call, CallerGone, CallSummary, Route, utcnow
 from pbx_router.calls.flow import ID_PREFIX, CallFlow, Router, bridge_id_for, owner_of
 from pbx_router.log import get_logger
 
@@ -210,10 +210,12 @@ class CallSupervisor:
         present = {c.id for c in channels}
         ours = [c for c in channels if c.stasis_app() == app]
 
-        # Calls whose caller disappeared while we were not listening.
+        # Calls whose caller disappeared while we were not listening; the others re-check
+        # whatever they were waiting for.
         for chan_id, call in list(self.calls.items()):
             if chan_id not in present:
                 call.gone.set()
+            call.deliver(RESYNCED)
 
         talking = {b.id: b for b in bridges if b.id.startswith(ID_PREFIX) and len(b.channels) >= 2}
         callers = [c for c in ours if not self._is_secondary(c, tuple(c.stasis_args()))]
