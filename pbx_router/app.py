@@ -113,14 +113,23 @@ class App:
             log.info("daemon_stopped")
 
     def _store_factory(self, cfg: Config, data_dir: Path) -> Callable[[], Awaitable[Any]]:
-        from pbx_router.store import Store
+        from pbx_router.store import Store, StoreError
 
-        async def open_store() -> Any:
-            if self.store is None:
-                self.store = await Store.open(cfg.database.url, data_dir, max_size=cfg.database.pool_max)
-            return self.store
+        lock = asyncio.Lock()
 
-        return open_store
+        async def connect() -> Any:
+            # Opened lazily by the recorder's writer: a database that is down at start (or a
+            # slow embedded start) never delays answering calls; records wait in the spool.
+            async with lock:
+                if self.store is None:
+                    try:
+                        self.store = await Store.open(cfg.database.url, data_dir, max_size=cfg.database.pool_max)
+                    except StoreError as exc:
+                        # The recorder treats connection errors as "database down, spool and retry".
+                        raise ConnectionError(str(exc)) from exc
+            return await self.store.connect()
+
+        return connect
 
     async def aclose(self) -> None:
         if self.store is not None:

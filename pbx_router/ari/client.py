@@ -7,6 +7,7 @@ the text in ``message`` or, for some 500s, in ``error`` (both are read).
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -51,7 +52,8 @@ class AriClient:
     ) -> None:
         self.base_url = url.rstrip("/").removesuffix("/ari")
         self.app = app
-        self.auth = aiohttp.BasicAuth(username, password)
+        token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+        self.auth_header = {"Authorization": f"Basic {token}"}
         self.request_timeout = request_timeout
         self._session: aiohttp.ClientSession | None = None
 
@@ -62,7 +64,7 @@ class AriClient:
             # One connection pool for every call; limit keeps a burst of calls from opening
             # hundreds of sockets to Asterisk's small HTTP server.
             connector = aiohttp.TCPConnector(limit=64, enable_cleanup_closed=True)
-            self._session = aiohttp.ClientSession(auth=self.auth, connector=connector)
+            self._session = aiohttp.ClientSession(headers=self.auth_header, connector=connector)
 
     async def close(self) -> None:
         if self._session is not None:
