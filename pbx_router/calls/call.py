@@ -7,6 +7,7 @@ a hangup also sets ``gone`` directly, so even a full inbox can never hide the en
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -84,6 +85,9 @@ class Call:
 
     def __init__(self, channel: Channel, args: tuple[str, ...], *, adopted: bool = False) -> None:
         self.call_id = str(uuid.uuid4())
+        # When StasisStart reached us (monotonic), for the setup-latency figures.
+        self.t_stasis = time.monotonic()
+        self.t_answer_issued: float | None = None
         self.channel = channel
         self.channel_id = channel.id
         self.args = args

@@ -7,6 +7,7 @@ restarted daemon can tell, from Asterisk's own lists, which call owns which leg 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Sequence
 from typing import Protocol
@@ -46,6 +47,8 @@ class Registrar(Protocol):
 
     def claim(self, call: Call, channel_id: str) -> None: ...
 
+    def answer_issued(self, call: Call) -> None: ...
+
 
 class CallFlow:
     """Everything one call does, in order. One instance per call task."""
@@ -80,6 +83,9 @@ class CallFlow:
             raise CallerGone(self.call.channel_id) from None
 
     async def answer(self) -> None:
+        if self.call.t_answer_issued is None:
+            self.call.t_answer_issued = time.monotonic()
+            self.registrar.answer_issued(self.call)
         if self.call.channel.state != "Up":
             await self._caller_op(self.ari.answer(self.call.channel_id))
         if self.call.summary.answered_at is None:

@@ -8,6 +8,7 @@ the websocket task into each call's inbox; the call's own task does all the awai
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
@@ -75,6 +76,8 @@ class CallSupervisor:
         self._tasks: set[asyncio.Task[None]] = set()
         self.accepting = True
         self.stats = SupervisorStats()
+        # Recent StasisStart -> answer-issued latencies (bounded).
+        self.setup_latencies_ms: deque[float] = deque(maxlen=100_000)
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -82,6 +85,12 @@ class CallSupervisor:
 
     def claim(self, call: Call, channel_id: str) -> None:
         self._claims[channel_id] = call
+
+    def answer_issued(self, call: Call) -> None:
+        """StasisStart -> answer request, daemon side: kept for metrics and benchmarks."""
+        assert call.t_answer_issued is not None
+        ms = (call.t_answer_issued - call.t_stasis) * 1000
+        self.setup_latencies_ms.append(ms)
 
     def _owner(self, channel_id: str) -> Call | None:
         call = self.calls.get(channel_id) or self._claims.get(channel_id)
