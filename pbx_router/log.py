@@ -38,8 +38,17 @@ SENSITIVE_KEYS = frozenset(
     }
 )
 REDACTED = "[redacted]"
-# 7+ digits, optionally separated by spaces, dots, dashes or parentheses, with an optional +.
-_PHONE_OR_DATE = re.compile(r"\+?\d[\d\s().\-/]{5,}\d")
+# Our own identifiers and times: never health information, and needed to follow a call.
+_NOT_PHI = frozenset({"timestamp", "event", "level", "logger", "id"})
+# Phone numbers (+15551234567, (555) 123-4567, 555-123-4567, 7+ digit runs such as keypad DOBs)
+# and dates (03/14/1980, 1980-03-14). Dotted quads (IP addresses) are left alone.
+_PHONE_OR_DATE = re.compile(
+    r"\+\d[\d\s\-]{5,}\d"
+    r"|\(?\b\d{3}\)?[\s\-]\d{3}[\s\-]\d{4}\b"
+    r"|(?<![\d.])\d{7,}(?![\d.])"
+    r"|\b\d{1,2}[/\-]\d{1,2}[/\-]\d{2,4}\b"
+    r"|\b\d{4}-\d{2}-\d{2}\b"
+)
 
 
 def _mask(value: str) -> str:
@@ -56,7 +65,7 @@ def redact_phi(
     for key in list(event_dict):
         if key in SENSITIVE_KEYS:
             event_dict[key] = REDACTED
-        elif key != "timestamp" and isinstance(event_dict[key], str) and key != "call_id":
+        elif isinstance(event_dict[key], str) and key not in _NOT_PHI and not key.endswith("_id"):
             event_dict[key] = _mask(event_dict[key])
     return event_dict
 

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
-from urllib.parse import urlsplit, urlunsplit
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 import pytest_asyncio
 
 from pbx_router.app import App
 from pbx_router.config import Config, parse_config
+from pbx_router.store.testing import postgres_server, temporary_database
 from pbx_router.testing import AsteriskEmulator
 
 from helpers import eventually
@@ -26,42 +23,17 @@ ARI_PASSWORD = "secret"
 
 
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """One real PostgreSQL for the session: external by URL, or embedded (started here)."""
-    external = os.environ.get("PBX_ROUTER_TEST_DATABASE_URL")
-    if external:
-        yield external
-        return
-    from pbx_router.store.embedded import EmbeddedPostgres
-
-    pg = EmbeddedPostgres(tmp_path_factory.mktemp("pg-session"))
-    url = pg.start_blocking()
-    try:
+def postgres_url() -> Iterator[str]:
+    """One real PostgreSQL for the session: ``PBX_ROUTER_TEST_DATABASE_URL``, or embedded."""
+    with postgres_server() as url:
         yield url
-    finally:
-        pg.stop_blocking()
 
 
 @pytest_asyncio.fixture
 async def database_url(postgres_url: str) -> AsyncIterator[str]:
-    """A fresh, empty database on the session's server for one test."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(postgres_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    yield urlunsplit(urlsplit(postgres_url)._replace(path=f"/{name}"))
-    # Best effort: the database is throwaway, and a daemon under test may still be closing its
-    # connections (FORCE ends them, which can race with our own admin connection).
-    try:
-        conn = await asyncpg.connect(postgres_url)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-    except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError):
-        pass
+    """A fresh, empty database on the session's server for one test, dropped afterwards."""
+    async with temporary_database(postgres_url) as url:
+        yield url
 
 
 @pytest_asyncio.fixture

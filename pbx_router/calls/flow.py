@@ -145,6 +145,7 @@ class CallFlow:
             call.owned_bridges.add(bridge_id_for(call.channel_id))
             call.owned_channels.add(call.resume_talk_leg)
             self.registrar.claim(call, call.resume_talk_leg)
+            call.summary.outcome = "bridged:adopted"
             await self.talk(call.resume_talk_leg)
             return
         if call.adopted:

@@ -213,6 +213,9 @@ class CallSupervisor:
 
     async def resync(self) -> None:
         """After every (re)connect: adopt our callers, end calls that vanished, clean orphans."""
+        # Only calls that existed before we asked can be missing from the answer because they
+        # hung up; a call whose StasisStart raced the listing is simply not in it yet.
+        known_before = dict(self.calls)
         channels = await self.ari.list_channels()
         bridges = await self.ari.list_bridges()
         app = self.ari.app
@@ -221,7 +224,7 @@ class CallSupervisor:
 
         # Calls whose caller disappeared while we were not listening; the others re-check
         # whatever they were waiting for.
-        for chan_id, call in list(self.calls.items()):
+        for chan_id, call in known_before.items():
             if chan_id not in present:
                 call.gone.set()
             call.deliver(RESYNCED)

@@ -29,6 +29,8 @@ async def records(db_url: str) -> dict[str, asyncpg.Record]:
     conn = await asyncpg.connect(db_url)
     try:
         rows = await conn.fetch("SELECT * FROM calls")
+    except asyncpg.UndefinedTableError:
+        return {}  # the daemon opens the store lazily and has not migrated yet
     finally:
         await conn.close()
     return {r["channel_id"]: r for r in rows}
