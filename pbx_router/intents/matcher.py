@@ -1,0 +1,548 @@
+"""Rank a caller's intents from a (possibly garbled) transcript, with a calibrated confidence.
+
+Evidence per intent comes from three places, each scored 0..1:
+  * keywords: fuzzy-compared (rapidfuzz) against every 1..6-word window of the folded
+    transcript, so "pray scription" still hits "prescription";
+  * example phrases: how much of an example's content words the caller said (fuzzily),
+    per un-negated stretch of speech;
+  * admin regexes over the normalised text.
+They combine like independent probabilities (1 - prod(1 - e)). Simple negation ("I don't need
+a refill") turns a keyword hit into counter-evidence, and a correction ("... I mean the nurse")
+discounts what came before it.
+
+Confidence is the intent's evidence shrunk by how much the other intents compete for the same
+words, so one clear request scores high, a mixed or vague one scores low, and a random sentence
+(no evidence) scores ~0. Safety first: an emergency intent with any real evidence is ranked
+first and is never negated, whatever else was said.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+from rapidfuzz.distance import Levenshtein
+from rapidfuzz.process import cdist
+
+from pbx_router.intents.normalize import STOPWORDS, fold, fold_phrase, normalize
+from pbx_router.intents.spec import MAX_KEYWORD_WORDS, IntentSpec
+
+DEFAULT_FLOOR = 0.5
+MAX_NGRAM = MAX_KEYWORD_WORDS
+MAX_TOKENS = 150
+# Evidence an emergency intent needs before it overrides everything else. Deliberately low:
+# a false alarm costs a human call-back, a miss can cost a life.
+EMERGENCY_EVIDENCE = 0.45
+URGENT_EVIDENCE = 0.5
+# Weight kept by a request the caller corrected ("refill, I mean the nurse").
+RETRACTED_WEIGHT = 0.35
+
+# "not" negates a request only when it reads like one ("do not need", "not the pharmacy");
+# "not feeling well", "will not be able to come" describe the caller instead.
+_NOT_TRIGGERS = frozenset(
+    [
+        "need",
+        "needing",
+        "want",
+        "wanting",
+        "looking",
+        "calling",
+        "call",
+        "about",
+        "for",
+        "the",
+        "a",
+        "an",
+        "my",
+        "interested",
+        "asking",
+        "trying",
+        "regarding",
+    ]
+)
+_DETERMINERS = frozenset({"the", "a", "an", "my", "your"})
+# "no" followed by these starts a new request ("no, I need the nurse") rather than negating one.
+_NO_FOLLOWERS = frozenset(
+    [
+        "i",
+        "we",
+        "my",
+        "thanks",
+        "thank",
+        "wait",
+        "please",
+        "it",
+        "its",
+        "sorry",
+        "actually",
+        "maam",
+        "sir",
+    ]
+)
+_BOUNDARIES = frozenset(
+    [
+        "but",
+        "and",
+        "also",
+        "plus",
+        "so",
+        "then",
+        "because",
+        "though",
+        "although",
+        "however",
+    ]
+)
+_SUBJECTS = frozenset({"i", "we"})
+_CORRECTIONS: tuple[tuple[str, ...], ...] = (
+    ("i", "mean"),
+    ("i", "meant"),
+    ("no", "wait"),
+    ("scratch", "that"),
+    ("or", "rather"),
+    ("actually",),
+    ("sorry",),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class IntentScore:
+    """One ranked intent: calibrated confidence, raw evidence and why."""
+
+    intent: str
+    confidence: float
+    evidence_score: float
+    urgency: str
+    evidence: tuple[str, ...] = ()
+    position: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "intent": self.intent,
+            "confidence": round(self.confidence, 3),
+            "urgency": self.urgency,
+            "evidence": list(self.evidence),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MatchResult:
+    """Ranked intents for one utterance (or keypad press). Plain, immutable data."""
+
+    text: str
+    normalized: str
+    intents: tuple[IntentScore, ...]
+    floor: float = DEFAULT_FLOOR
+    source: str = "speech"  # "speech" | "keypad" | "empty"
+
+    @property
+    def top(self) -> IntentScore | None:
+        return self.intents[0] if self.intents else None
+
+    @property
+    def intent(self) -> str | None:
+        return self.intents[0].intent if self.intents else None
+
+    @property
+    def confidence(self) -> float:
+        return self.intents[0].confidence if self.intents else 0.0
+
+    @property
+    def understood(self) -> bool:
+        """True when the top intent clears the confidence floor the rules file set."""
+        return bool(self.intents) and self.intents[0].confidence >= self.floor
+
+    @property
+    def urgency(self) -> str:
+        return self.intents[0].urgency if self.intents else "routine"
+
+    @property
+    def urgent(self) -> bool:
+        return self.understood and self.urgency != "routine"
+
+    @property
+    def evidence(self) -> tuple[str, ...]:
+        return self.intents[0].evidence if self.intents else ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "intent": self.intent,
+            "confidence": round(self.confidence, 3),
+            "understood": self.understood,
+            "urgency": self.urgency,
+            "intents": [s.to_dict() for s in self.intents],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Keyword:
+    intent: str
+    phrase: str
+    key: str
+    weight: float
+    min_score: float
+    words: int
+
+
+@dataclass(slots=True)
+class _Evidence:
+    positive: list[float] = field(default_factory=list)
+    negative: float = 0.0
+    notes: list[str] = field(default_factory=list)
+    position: int = 1 << 30
+    # Caller words this intent's keywords claimed; intents claiming the same words compete,
+    # intents with separate words are separate requests ("a refill and an appointment").
+    tokens: set[int] = field(default_factory=set)
+
+
+def _min_score(key: str) -> float:
+    """Short words must match exactly (after folding); longer ones tolerate recogniser slips.
+
+    The score is normalised Levenshtein similarity: unlike an Indel ratio it charges a whole
+    missing word ("want to" vs "want to die") as heavily as it should."""
+    if len(key) <= 4:
+        return 1.0
+    if len(key) <= 6:
+        return 0.83
+    return 0.8
+
+
+@lru_cache(maxsize=4096)
+def _fold_cached(token: str) -> str:
+    return fold(token)
+
+
+def _content(tokens: list[str]) -> str:
+    return " ".join(_fold_cached(t) for t in tokens if t not in STOPWORDS)
+
+
+def _flags(tokens: list[str]) -> tuple[list[bool], int]:
+    """Per token: is it inside a negation's scope? And where does the last correction start?"""
+    negated = [False] * len(tokens)
+    active = False
+    seen_content = False
+    correction_at = -1
+    for i, tok in enumerate(tokens):
+        nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
+        if tok in _BOUNDARIES or (tok in _SUBJECTS and i > 0 and active):
+            active = False
+        # "not the pharmacy, the nurse": a second object after the negated one is the request.
+        if active and tok in _DETERMINERS and seen_content:
+            active = False
+        if active and tok not in STOPWORDS and tok not in _DETERMINERS and tok != "not":
+            seen_content = True
+        for marker in _CORRECTIONS:
+            if tuple(tokens[i : i + len(marker)]) == marker and i > 0:
+                correction_at = i
+                active = False
+        if tok == "no" and nxt in _NO_FOLLOWERS and i > 0:
+            correction_at = i
+            active = False
+        starts = (
+            (tok == "not" and nxt in _NOT_TRIGGERS)
+            or tok in ("never", "without")
+            or (tok == "no" and nxt and nxt not in _NO_FOLLOWERS)
+            or (tok == "instead" and nxt == "of")
+            or (tok == "rather" and nxt == "than")
+        )
+        if starts:
+            active, seen_content = True, False
+        elif tok == "instead":
+            active = False
+        negated[i] = active
+    return negated, correction_at
+
+
+class IntentMatcher:
+    """Built once per rules version from its intents; ``match`` is pure and thread-safe."""
+
+    def __init__(self, source: Any, floor: float | None = None) -> None:
+        intents: Mapping[str, IntentSpec] = getattr(source, "intents", source)
+        if floor is None:
+            settings = getattr(source, "settings", None)
+            floor = getattr(settings, "confidence_floor", DEFAULT_FLOOR)
+        self.floor: float = float(floor if floor is not None else DEFAULT_FLOOR)
+        self.specs: dict[str, IntentSpec] = dict(intents)
+        self._keywords: list[_Keyword] = []
+        for name, spec in self.specs.items():
+            for phrase, weight in spec.keywords.items():
+                words = normalize(phrase)
+                key = fold_phrase(words)
+                if not key:
+                    continue
+                self._keywords.append(
+                    _Keyword(
+                        name,
+                        phrase,
+                        key,
+                        weight,
+                        _min_score(key),
+                        min(len(words), MAX_NGRAM),
+                    )
+                )
+        self._kw_keys = [k.key for k in self._keywords]
+        self._kw_min = (
+            np.array([k.min_score for k in self._keywords], dtype=np.float32) - 1e-6
+        )
+        self._examples: list[
+            tuple[str, str, str]
+        ] = []  # (intent, phrase, folded content)
+        vocab: dict[str, int] = {}
+        self._ex_token_ids: list[Any] = []
+        for name, spec in self.specs.items():
+            for example in spec.examples:
+                content = _content(normalize(example))
+                if content:
+                    self._examples.append((name, example, content))
+                    ids = [vocab.setdefault(t, len(vocab)) for t in content.split()]
+                    self._ex_token_ids.append(np.array(ids, dtype=np.intp))
+        self._ex_vocab = list(vocab)
+        self._max_ngram = max([k.words for k in self._keywords] or [1])
+        self._regexes = [
+            (name, re.compile(p))
+            for name, spec in self.specs.items()
+            for p in spec.regex
+        ]
+        self._digits = {
+            spec.digit: name for name, spec in self.specs.items() if spec.digit
+        }
+
+    # -- public -----------------------------------------------------------------------------
+
+    def match(self, text: str) -> MatchResult:
+        """Rank every intent with any evidence in ``text``; never raises on any string."""
+        # A caller's turn is a sentence or two; bound the work for a runaway transcript.
+        tokens = normalize(text or "")[:MAX_TOKENS]
+        normalized = " ".join(tokens)
+        if not tokens:
+            return MatchResult(text or "", "", (), self.floor, "empty")
+        negated, correction_at = _flags(tokens)
+        evidence: dict[str, _Evidence] = {}
+
+        def ev(intent: str) -> _Evidence:
+            return evidence.setdefault(intent, _Evidence())
+
+        self._keyword_evidence(tokens, negated, correction_at, ev)
+        self._example_evidence(tokens, negated, correction_at, ev)
+        for name, rx in self._regexes:
+            hit = rx.search(normalized)
+            if hit:
+                e = ev(name)
+                e.positive.append(0.9)
+                e.notes.append(f"regex {rx.pattern!r} matched {hit.group(0)!r}")
+                e.position = min(e.position, normalized[: hit.start()].count(" "))
+        return MatchResult(text, normalized, self._rank(evidence), self.floor, "speech")
+
+    def match_digits(self, digits: str) -> MatchResult:
+        """A keypad press selects the intent bound to that key, with full confidence."""
+        key = (digits or "").strip()[:1]
+        name = self._digits.get(key)
+        if name is None:
+            return MatchResult(digits or "", key, (), self.floor, "keypad")
+        score = IntentScore(
+            name, 1.0, 1.0, self.specs[name].urgency, (f"keypad {key}",), 0
+        )
+        return MatchResult(digits, key, (score,), self.floor, "keypad")
+
+    # -- evidence ---------------------------------------------------------------------------
+
+    def _keyword_evidence(
+        self,
+        tokens: list[str],
+        negated: list[bool],
+        correction_at: int,
+        ev: Any,
+    ) -> None:
+        if not self._keywords:
+            return
+        folded = [_fold_cached(t) for t in tokens]
+        grams: list[str] = []
+        spans: list[tuple[int, int]] = []
+        for n in range(1, self._max_ngram + 1):
+            for i in range(len(tokens) - n + 1):
+                grams.append("".join(folded[i : i + n]))
+                spans.append((i, n))
+        scores = cdist(
+            self._kw_keys,
+            grams,
+            scorer=Levenshtein.normalized_similarity,
+            dtype=np.float32,
+        )
+        hit_rows, hit_cols = np.nonzero(scores >= self._kw_min[:, None])
+        best: dict[
+            int, tuple[float, int, bool, int]
+        ] = {}  # keyword -> (sim, start, negated, n)
+        for row, col in zip(hit_rows.tolist(), hit_cols.tolist()):
+            sim = float(scores[row, col])
+            start, n = spans[col]
+            kw = self._keywords[row]
+            is_neg = negated[start] and self.specs[kw.intent].urgency != "emergency"
+            prev = best.get(row)
+            # Prefer a positive mention over a negated one, then the better similarity.
+            if (
+                prev is None
+                or (prev[2] and not is_neg)
+                or (prev[2] == is_neg and sim > prev[0])
+            ):
+                best[row] = (sim, start, is_neg, n)
+        # A keyword heard exactly explains its words: another intent's fuzzy hit on the same
+        # words ("schedule an appointment" ~ "reschedule my appointment"), or a shorter hit
+        # inside it ("appointment" inside "cancel my appointment"), is not evidence.
+        exact = [
+            (self._keywords[row].intent, set(range(start, start + n)))
+            for row, (sim, start, neg, n) in best.items()
+            if sim >= 0.999 and not neg
+        ]
+        for row, (sim, start, neg, n) in list(best.items()):
+            kw = self._keywords[row]
+            if neg or self.specs[kw.intent].urgency == "emergency":
+                continue
+            mine = set(range(start, start + n))
+            for intent, span in exact:
+                if intent == kw.intent:
+                    continue
+                if (sim < 0.999 and mine & span) or mine < span:
+                    del best[row]
+                    break
+        later_positive = (
+            any(
+                not neg and start >= correction_at
+                for (_, start, neg, _n) in best.values()
+            )
+            if correction_at > 0
+            else False
+        )
+        for row, (sim, start, is_neg, n) in best.items():
+            kw = self._keywords[row]
+            e = ev(kw.intent)
+            words = " ".join(tokens[start : start + n])
+            if is_neg:
+                e.negative = max(e.negative, kw.weight * sim)
+                e.notes.append(f"negated keyword {kw.phrase!r} ({words!r})")
+                continue
+            factor = 1.0
+            if (
+                later_positive
+                and start < correction_at
+                and self.specs[kw.intent].urgency != "emergency"
+            ):
+                factor = RETRACTED_WEIGHT
+                e.notes.append(f"corrected away: keyword {kw.phrase!r}")
+            e.positive.append(kw.weight * sim * factor)
+            e.position = min(e.position, start)
+            e.tokens.update(range(start, start + n))
+            e.notes.append(f"keyword {kw.phrase!r} ~ {words!r} ({sim:.2f})")
+
+    def _example_evidence(
+        self, tokens: list[str], negated: list[bool], correction_at: int, ev: Any
+    ) -> None:
+        """How much of each example's content the caller said, per stretch of un-negated speech.
+
+        Coverage, not symmetric similarity: "appointment" alone must not look like "reschedule
+        my appointment", while a long rambling call containing a whole example should."""
+        if not self._examples:
+            return
+        segments: list[
+            tuple[list[str], float, int]
+        ] = []  # (folded content tokens, factor, start)
+        current: list[str] = []
+        seg_start = 0
+        for i, tok in enumerate(tokens + ["<end>"]):
+            cut = i == len(tokens) or negated[i] or (i == correction_at and i > 0)
+            if cut and current:
+                factor = (
+                    RETRACTED_WEIGHT
+                    if 0 < correction_at and seg_start < correction_at
+                    else 1.0
+                )
+                segments.append((current, factor, seg_start))
+                current = []
+            if i < len(tokens) and not negated[i]:
+                if not current:
+                    seg_start = i
+                if tok not in STOPWORDS:
+                    current.append(_fold_cached(tok))
+        if not segments:
+            return
+        flat = [t for seg in segments for t in seg[0]]
+        owner = np.array([k for k, seg in enumerate(segments) for _ in seg[0]])
+        sims = cdist(
+            self._ex_vocab,
+            flat,
+            scorer=Levenshtein.normalized_similarity,
+            dtype=np.float32,
+        )
+        sims[sims < 0.8] = 0.0
+        per_segment = np.zeros((len(self._ex_vocab), len(segments)), dtype=np.float32)
+        for k in range(len(segments)):
+            per_segment[:, k] = sims[:, owner == k].max(axis=1)
+        best: dict[str, tuple[float, str, int]] = {}
+        for (intent, phrase, _), token_ids in zip(self._examples, self._ex_token_ids):
+            coverage = per_segment[token_ids].mean(axis=0) * self._seg_factors(segments)
+            k = int(np.argmax(coverage))
+            value = float(coverage[k])
+            if value > best.get(intent, (0.0, "", 0))[0]:
+                best[intent] = (value, phrase, segments[k][2])
+        for intent, (coverage, phrase, start) in best.items():
+            strength = max(0.0, (coverage - 0.6) / 0.4) * 0.9
+            if strength <= 0.05:
+                continue
+            e = ev(intent)
+            e.positive.append(strength)
+            if not e.tokens:
+                e.position = min(e.position, start)
+            e.notes.append(f"like example {phrase!r} ({coverage:.2f})")
+
+    @staticmethod
+    def _seg_factors(segments: list[tuple[list[str], float, int]]) -> Any:
+        return np.array([seg[1] for seg in segments], dtype=np.float32)
+
+    # -- ranking ----------------------------------------------------------------------------
+
+    def _rank(self, evidence: dict[str, _Evidence]) -> tuple[IntentScore, ...]:
+        raw: dict[str, float] = {}
+        for name, e in evidence.items():
+            remaining = 1.0
+            for p in e.positive:
+                remaining *= 1.0 - min(p, 1.0)
+            score = (1.0 - remaining) * (1.0 - e.negative)
+            if score > 0.01:
+                raw[name] = score
+        scored: list[tuple[tuple[int, float, int], IntentScore]] = []
+        for name, score in raw.items():
+            mine = evidence[name].tokens
+            competition = 0.0
+            for other, other_score in raw.items():
+                if other == name:
+                    continue
+                theirs = evidence[other].tokens
+                overlap = len(mine & theirs) / len(mine) if mine and theirs else 1.0
+                competition += other_score * (0.15 + 0.6 * overlap)
+            confidence = score * score / (score + competition)
+            urgency = self.specs[name].urgency
+            boost = 0
+            if urgency == "emergency" and score >= min(EMERGENCY_EVIDENCE, self.floor):
+                boost = 2
+                confidence = max(confidence, score, self.floor)
+            elif urgency == "urgent" and score >= URGENT_EVIDENCE:
+                boost = 1
+                confidence = max(
+                    confidence, min(score, 0.95) if score >= self.floor else confidence
+                )
+            e = evidence[name]
+            item = IntentScore(
+                name,
+                round(min(confidence, 1.0), 4),
+                round(score, 4),
+                urgency,
+                tuple(e.notes),
+                e.position if e.position < (1 << 30) else 0,
+            )
+            scored.append(((-boost, -item.confidence, item.position), item))
+        scored.sort(key=lambda pair: pair[0])
+        return tuple(item for _, item in scored)

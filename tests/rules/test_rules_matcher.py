@@ -1,0 +1,125 @@
+"""The intent matcher as a caller experiences it: garbled speech, negation, corrections,
+several requests at once, emergencies, the keypad, silence."""
+
+from __future__ import annotations
+
+import pytest
+
+from pbx_router.intents import IntentMatcher, IntentSpec, normalize
+from pbx_router.rules import RuleSet
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "i mean carried tell my prescription",
+        "refill my pray scription",
+        "re filled my medication please",
+        "i need a pre scription for my a list her all",
+    ],
+)
+def test_garbled_refills_are_still_refills(clinic: RuleSet, text: str) -> None:
+    m = clinic.matcher.match(text)
+    assert m.understood and m.intent == "prescription_refill"
+
+
+def test_split_words_are_rejoined(clinic: RuleSet) -> None:
+    assert clinic.matcher.match("i need a point meant").intent == "appointment_new"
+    assert (
+        clinic.matcher.match("can sell my appointment").intent == "appointment_cancel"
+    )
+
+
+def test_negated_request_gives_way_to_the_real_one(clinic: RuleSet) -> None:
+    m = clinic.matcher.match("I don't need a refill, I need to talk to the nurse")
+    assert m.intent == "speak_to_nurse"
+    assert "prescription_refill" not in [
+        s.intent for s in m.intents if s.confidence > 0.2
+    ]
+
+
+def test_correction_discounts_what_came_before(clinic: RuleSet) -> None:
+    m = clinic.matcher.match("I need a refill no wait I mean the nurse")
+    assert m.intent == "speak_to_nurse"
+    refill = next(s for s in m.intents if s.intent == "prescription_refill")
+    assert refill.confidence < m.confidence
+
+
+def test_state_of_the_caller_is_not_a_negation(clinic: RuleSet) -> None:
+    assert (
+        clinic.matcher.match("I'm not sure if my prescription is ready").intent
+        == "prescription_refill"
+    )
+    assert (
+        clinic.matcher.match("I won't be able to come please cancel it").intent
+        == "appointment_cancel"
+    )
+
+
+def test_two_requests_rank_both_first_mentioned_first(clinic: RuleSet) -> None:
+    m = clinic.matcher.match("I need a refill and also want to book an appointment")
+    assert m.understood
+    assert [s.intent for s in m.intents[:2]] == [
+        "prescription_refill",
+        "appointment_new",
+    ]
+    assert m.intents[1].confidence >= clinic.settings.confidence_floor
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I need to cancel my appointment because I have chest pain",
+        "I don't have chest pain I just need a refill",  # conservative on purpose: a human decides
+        "refill please and my husband can't breathe",
+        "chess pain",
+    ],
+)
+def test_emergency_wins_over_everything(clinic: RuleSet, text: str) -> None:
+    m = clinic.matcher.match(text)
+    assert (
+        m.intent == "emergency"
+        and m.understood
+        and m.urgency == "emergency"
+        and m.urgent
+    )
+
+
+def test_keypad_digits(clinic: RuleSet) -> None:
+    m = clinic.matcher.match_digits("2")
+    assert (m.intent, m.confidence, m.source) == ("prescription_refill", 1.0, "keypad")
+    assert clinic.matcher.match_digits("0").intent == "operator"
+    assert not clinic.matcher.match_digits("#").understood
+    assert not clinic.matcher.match_digits("").understood
+
+
+@pytest.mark.parametrize(
+    "text", ["", "   ", "um uh", "[noise] <sil> [breath]", "???", "\x00\x01", "🙂🙂"]
+)
+def test_silence_and_noise_are_not_understood(clinic: RuleSet, text: str) -> None:
+    m = clinic.matcher.match(text)
+    assert not m.understood and m.confidence == 0.0 and m.intents == ()
+
+
+def test_evidence_explains_the_choice(clinic: RuleSet) -> None:
+    m = clinic.matcher.match("refill my pray scription")
+    assert any("prescription" in e for e in m.evidence)
+    assert m.to_dict()["intents"][0]["intent"] == "prescription_refill"
+
+
+def test_matcher_from_plain_intents_and_regex() -> None:
+    matcher = IntentMatcher(
+        {
+            "order": IntentSpec(regex=[r"\border (number )?\d+"]),
+            "hi": IntentSpec(examples=["good day to you sir"]),
+        },
+        floor=0.5,
+    )
+    assert matcher.match("where is order number 42").intent == "order"
+    assert matcher.match("good day to you sir").intent == "hi"
+    assert not matcher.match("nothing here").understood
+
+
+def test_normalize_expands_contractions_and_drops_fillers() -> None:
+    assert normalize("Um, I CAN'T  breathe!") == ["i", "can", "not", "breathe"]
+    assert normalize("I dont need it") == ["i", "do", "not", "need", "it"]
