@@ -1,0 +1,108 @@
+"""The domain phrase corpus: what callers say, as normalised sentences for language-model building.
+
+The hand-written part lives in ``data/domain_corpus.txt``; dates, times and digit strings are
+generated here because their combinations are regular and numerous. Pure functions, no I/O beyond
+reading the packaged text file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable, Iterator
+from importlib import resources
+
+DIGITS = ["oh", "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+TEENS = ["ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+         "eighteen", "nineteen"]
+TENS = ["twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+DAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+MONTHS = ["january", "february", "march", "april", "may", "june", "july", "august", "september",
+          "october", "november", "december"]
+ORDINALS = ["first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth",
+            "tenth", "eleventh", "twelfth", "thirteenth", "fourteenth", "fifteenth", "sixteenth",
+            "seventeenth", "eighteenth", "nineteenth", "twentieth", "twenty first",
+            "twenty second", "twenty third", "twenty fourth", "twenty fifth", "twenty sixth",
+            "twenty seventh", "twenty eighth", "twenty ninth", "thirtieth", "thirty first"]
+PARTS_OF_DAY = ["morning", "afternoon", "evening"]
+HOURS = ["one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+         "twelve"]
+MINUTES = ["o'clock", "fifteen", "thirty", "forty five", "oh five", "ten", "twenty"]
+
+_NON_WORD = re.compile(r"[^a-z' ]+")
+
+
+def normalise(text: str) -> str:
+    """Lower case, words and apostrophes only, single spaces: the form transcripts are compared in."""
+    return " ".join(_NON_WORD.sub(" ", text.lower().replace("’", "'")).split())
+
+
+def packaged_sentences() -> list[str]:
+    text = resources.files("pbx_router.speech").joinpath("data/domain_corpus.txt").read_text("utf-8")
+    return [normalise(line) for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def _two_digit_numbers() -> Iterator[str]:
+    yield from TEENS
+    for tens in TENS:
+        yield tens
+        for unit in DIGITS[2:]:
+            yield f"{tens} {unit}"
+
+
+def generated_sentences() -> Iterator[str]:
+    """Dates, times, days and digit strings in the shapes callers use for them."""
+    for day in DAYS:
+        yield day
+        yield f"on {day}"
+        yield f"next {day}"
+        yield f"this {day}"
+        for part in PARTS_OF_DAY:
+            yield f"{day} {part}"
+            yield f"next {day} {part}"
+            yield f"{day} in the {part}"
+        for hour, minute in itertools.product(HOURS, MINUTES[:4]):
+            yield f"{day} at {hour} {minute}"
+        yield f"{day} afternoon at three o'clock"
+    for part in PARTS_OF_DAY:
+        yield f"tomorrow {part}"
+        yield f"in the {part}"
+    for word in ["today", "tomorrow", "next week", "this week", "as soon as possible",
+                 "the day after tomorrow", "any time", "anytime next week"]:
+        yield word
+    for month, ordinal in itertools.product(MONTHS, ORDINALS):
+        yield f"{month} {ordinal}"
+        yield f"the {ordinal} of {month}"
+    for ordinal, hour in itertools.product(ORDINALS[:16], HOURS):
+        yield f"the {ordinal} at {hour} thirty"
+        yield f"the {ordinal} of march at {hour} o'clock"
+    for hour, minute in itertools.product(HOURS, MINUTES):
+        yield f"at {hour} {minute}"
+        yield f"{hour} {minute} in the morning"
+        yield f"{hour} {minute} in the afternoon"
+    # Digit strings: dates of birth (mm dd yyyy spoken as digits then a year), phone numbers,
+    # member ids. Every digit pair and year shape appears so the trigrams are covered.
+    years = [f"nineteen {n}" for n in _two_digit_numbers()] + [
+        "two thousand", *[f"two thousand {d}" for d in DIGITS[2:]], *[f"twenty {n}" for n in TEENS]]
+    for first, second in itertools.product(DIGITS, DIGITS):
+        yield f"{first} {second}"
+    for index, year in enumerate(years):
+        a, b, c, d = (DIGITS[(index + k) % len(DIGITS)] for k in (0, 3, 5, 7))
+        yield f"{a} {b} {c} {d} {year}"
+        yield f"my date of birth is {a} {b} {c} {d} {year}"
+        yield f"born in {year}"
+    for start in range(len(DIGITS)):
+        run = [DIGITS[(start + k * 3) % len(DIGITS)] for k in range(7)]
+        yield " ".join(run)
+        yield "my number is " + " ".join(run)
+
+
+def domain_sentences(extra_phrases: Iterable[str] = ()) -> list[str]:
+    """All sentences for the domain model: packaged corpus, generated forms, then the intents'
+    phrases handed in at start-up (deduplicated, order kept so the build is reproducible)."""
+    seen: dict[str, None] = {}
+    for sentence in itertools.chain(packaged_sentences(), generated_sentences(),
+                                    (normalise(p) for p in extra_phrases)):
+        if sentence:
+            seen.setdefault(sentence, None)
+    return list(seen)

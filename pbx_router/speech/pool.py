@@ -1,0 +1,166 @@
+"""EnginePool: the one async entry point the call flow uses for recognition.
+
+    pool = EnginePool.from_config(engine="pocketsphinx", workers=2, phrases=[...])
+    await pool.start()
+    async with pool.session() as s:
+        await s.feed(pcm)            # native s16 PCM at s.sample_rate
+        s.partial                    # latest partial Transcript or None
+        t = await s.finish(timeout=5.0)
+    await pool.close()
+
+Recognition never runs on the event loop: PocketSphinx in worker processes, Vosk on threads,
+vosk-server over the network. Any :class:`SpeechError` from a session means "this utterance is
+lost, fall back to the keypad"; the pool itself heals (workers are replaced).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pbx_router.log import get_logger
+from pbx_router.speech.factory import DEFAULT_ENGINE, RecognizerFactory
+from pbx_router.speech.types import PoolClosed, Transcript
+
+log = get_logger(__name__)
+
+
+class Session(Protocol):
+    sample_rate: int
+    partial: Transcript | None
+
+    async def feed(self, pcm: bytes) -> None: ...
+
+    async def finish(self, timeout: float = 5.0) -> Transcript: ...
+
+    async def close(self) -> None: ...
+
+
+class _Backend(Protocol):
+    sample_rate: int
+    restarts: int
+
+    @property
+    def busy(self) -> int: ...
+
+    @property
+    def worker_pids(self) -> list[int]: ...
+
+    async def start(self) -> None: ...
+
+    async def open(self) -> Session: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    engine: str
+    workers: int  # processes (pocketsphinx) or threads (vosk); 0 for a remote server
+    restarts: int  # workers replaced after a crash or a stall
+    busy: int  # sessions open now
+
+
+class EnginePool:
+    def __init__(self, factory: RecognizerFactory, workers: int | None = None,
+                 start_timeout: float = 60.0, expected_sessions: int = 0) -> None:
+        # expected_sessions: concurrent utterances to have decoders ready for at start
+        # (pocketsphinx builds them ahead so the first busy minute does not stall).
+        self.expected_sessions = expected_sessions
+        self.factory = factory
+        self.workers = workers if workers and workers > 0 else (os.cpu_count() or 1)
+        self._start_timeout = start_timeout
+        self._backend: _Backend | None = None
+
+    @classmethod
+    def from_config(
+        cls,
+        engine: str = DEFAULT_ENGINE,
+        model_path: str | os.PathLike[str] | None = None,
+        workers: int | None = None,
+        phrases: Iterable[str] = (),
+        server_url: str | None = None,
+        sample_rate: int = 16000,
+        language_model: str = "domain",
+        options: dict[str, Any] | None = None,
+        expected_sessions: int = 0,
+    ) -> EnginePool:
+        factory = RecognizerFactory(
+            engine=engine, sample_rate=sample_rate,
+            model_path=os.fspath(model_path) if model_path is not None else None,
+            phrases=tuple(phrases), language_model=language_model, server_url=server_url,
+            options=dict(options or {}),
+        )
+        return cls(factory, workers, expected_sessions=expected_sessions)
+
+    @property
+    def engine(self) -> str:
+        return self.factory.engine
+
+    @property
+    def sample_rate(self) -> int:
+        return self.factory.sample_rate
+
+    @property
+    def stats(self) -> PoolStats:
+        backend = self._backend
+        return PoolStats(
+            engine=self.engine,
+            workers=0 if self.engine == "vosk-server" else self.workers,
+            restarts=backend.restarts if backend else 0,
+            busy=backend.busy if backend else 0,
+        )
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """Live worker process ids (pocketsphinx only): for operators and crash tests."""
+        return self._backend.worker_pids if self._backend else []
+
+    async def start(self) -> None:
+        """Start workers and load models; returns when the pool can take calls.
+        Raises EngineUnavailable if the engine cannot start at all."""
+        if self._backend is not None:
+            return
+        backend: _Backend
+        if self.engine == "pocketsphinx":
+            from pbx_router.speech.process_backend import ProcessBackend
+
+            backend = ProcessBackend(self.factory, self.workers, self._start_timeout,
+                                     self.expected_sessions)
+        elif self.engine == "vosk":
+            from pbx_router.speech.thread_backend import ThreadBackend
+
+            backend = ThreadBackend(self.factory, self.workers)
+        else:
+            from pbx_router.speech.server_backend import ServerBackend
+
+            backend = ServerBackend(self.factory)
+        await backend.start()
+        self._backend = backend
+        log.info("speech.pool.started", engine=self.engine, workers=self.stats.workers)
+
+    async def close(self) -> None:
+        backend, self._backend = self._backend, None
+        if backend is not None:
+            await backend.close()
+
+    async def __aenter__(self) -> EnginePool:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[Session]:
+        """One utterance (or a call's worth of them, finishing each). Always closed on exit."""
+        if self._backend is None:
+            raise PoolClosed("speech pool is not started")
+        stream = await self._backend.open()
+        try:
+            yield stream
+        finally:
+            await stream.close()

@@ -1,0 +1,91 @@
+"""The worker pool as the call flow sees it: streaming sessions, partials, isolation between
+concurrent calls, and recovery when a worker crashes or hangs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+
+import pytest
+
+from pbx_router.speech import EnginePool, PoolClosed, RecognitionTimeout, WorkerLost
+
+from .conftest import chunks, pcm16k
+
+
+async def wait_for(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.02)
+
+
+async def test_streaming_session_gives_partials_then_final(sphinx_pool: EnginePool) -> None:
+    async with sphinx_pool.session() as session:
+        assert session.sample_rate == 16000
+        for chunk in chunks(pcm16k("refill_01.wav")):
+            await session.feed(chunk)
+        await wait_for(lambda: session.partial is not None and "refill" in session.partial.text)
+        final = await session.finish(timeout=5)
+    assert final.is_final and final.engine == "pocketsphinx"
+    assert final.text == "i need to refill my prescription"
+    assert [w.word for w in final.words] == final.text.split()
+    assert all(a.end_s <= b.start_s + 1e-6 for a, b in zip(final.words, final.words[1:]))
+    assert 0.0 < final.confidence <= 1.0
+    assert sphinx_pool.stats.busy == 0
+
+
+async def test_concurrent_calls_on_one_worker_do_not_mix() -> None:
+    async with EnginePool.from_config(workers=1) as pool, \
+            pool.session() as a, pool.session() as b:
+        for ca, cb in zip(chunks(pcm16k("billing_02.wav")), chunks(pcm16k("nurse_01.wav")), strict=False):
+            await a.feed(ca)
+            await b.feed(cb)
+        ta, tb = await asyncio.gather(a.finish(5), b.finish(5))
+    assert ta.text == "i want to pay my bill"
+    assert tb.text.startswith("i would like to speak")
+
+
+async def test_killed_worker_fails_its_calls_and_is_replaced(sphinx_pool: EnginePool) -> None:
+    victim_pid = sphinx_pool.worker_pids[0]
+    async with sphinx_pool.session() as doomed, sphinx_pool.session() as other:
+        # Sessions are spread over the least-loaded worker: one on each.
+        audio = chunks(pcm16k("doctor_01.wav"))
+        for chunk in audio[:20]:
+            await doomed.feed(chunk)
+            await other.feed(chunk)
+        os.kill(victim_pid, signal.SIGKILL)
+        await wait_for(lambda: victim_pid not in sphinx_pool.worker_pids)
+        results = await asyncio.gather(doomed.finish(5), other.finish(5), return_exceptions=True)
+    lost = [r for r in results if isinstance(r, WorkerLost)]
+    assert len(lost) == 1, results  # exactly the call on the dead worker falls back to the keypad
+    await wait_for(lambda: len(sphinx_pool.worker_pids) == 2 and sphinx_pool.stats.restarts == 1)
+    async with sphinx_pool.session() as fresh:
+        for chunk in chunks(pcm16k("operator_02.wav")):
+            await fresh.feed(chunk)
+        assert (await fresh.finish(5)).text == "operator"
+
+
+async def test_stuck_worker_times_out_and_is_replaced() -> None:
+    async with EnginePool.from_config(workers=1) as pool:
+        [pid] = pool.worker_pids
+        os.kill(pid, signal.SIGSTOP)  # a hung decoder: alive, but never answers
+        try:
+            async with pool.session() as session:
+                await session.feed(pcm16k("yes_02.wav"))
+                with pytest.raises(RecognitionTimeout):
+                    await session.finish(timeout=0.5)
+        finally:
+            os.kill(pid, signal.SIGCONT)  # harmless if it was already killed
+        await wait_for(lambda: pool.stats.restarts == 1 and len(pool.worker_pids) == 1)
+        assert pool.worker_pids != [pid]
+        async with pool.session() as session:
+            await session.feed(pcm16k("no_02.wav"))
+            assert (await session.finish(5)).text == "no thank you"
+
+
+async def test_session_before_start_is_refused() -> None:
+    pool = EnginePool.from_config(workers=1)
+    with pytest.raises(PoolClosed):
+        async with pool.session():
+            pass
