@@ -14,6 +14,7 @@ import contextlib
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +56,13 @@ class App:
         self.store: Any = None
         self.recorder: Any = None
         self.started = asyncio.Event()
+        self.rules: Any = None
+        self.speech: Any = None
+        self.brain: Any = None
+        self._reload_task: asyncio.Task[Any] | None = None
+        from pbx_router.queues.overrides import OverrideSet
+
+        self.overrides = OverrideSet()
 
     def request_stop(self) -> None:
         self.stopping.set()
@@ -79,7 +87,9 @@ class App:
             max_concurrent=cfg.calls.max_concurrent,
         )
         router = StaticRouter(route_from_target(cfg.calls.default_route, "default route (no rules configured)"))
-        self.supervisor = supervisor = CallSupervisor(ari, router, settings, RecorderSink(recorder, CallRecord))
+        self.brain = await self._build_brain(cfg)
+        self.supervisor = supervisor = CallSupervisor(ari, router, settings, RecorderSink(recorder, CallRecord),
+                                                      brain=self.brain)
         self.stream = stream = EventStream(
             ari, supervisor.handle_event, on_connected=supervisor.resync,
             ping_interval=cfg.ari.ping_interval,
@@ -94,6 +104,11 @@ class App:
             async with asyncio.TaskGroup() as tg:
                 rec_task = tg.create_task(recorder.run(), name="call-recorder")
                 stream_task = tg.create_task(stream.run(), name="ari-stream")
+                watch_task = None
+                if self.rules is not None:
+                    from pbx_router.rules.watch import watch_rules
+
+                    watch_task = tg.create_task(watch_rules(self.rules, cfg.rules), name="rules-watch")
                 self.started.set()
                 log.info("daemon_started", ari=cfg.ari.url, app=cfg.ari.app)
                 await self.stopping.wait()
@@ -102,6 +117,8 @@ class App:
                 await supervisor.drain(cfg.shutdown.drain_timeout)
                 # Stage 3: stop listening to Asterisk.
                 stream_task.cancel()
+                if watch_task is not None:
+                    watch_task.cancel()
                 # Stage 4: records are flushed (or spooled to disk) by the recorder on cancel.
                 rec_task.cancel()
         finally:
@@ -109,6 +126,8 @@ class App:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
             await ari.close()
+            if self.speech is not None:
+                await self.speech.close()
             await self.aclose()
             log.info("daemon_stopped")
 
@@ -138,4 +157,58 @@ class App:
             self.store = None
 
     def _on_sighup(self) -> None:
-        log.info("sighup_received", note="rules reload is wired when rules are configured")
+        if self.rules is None:
+            log.info("sighup_ignored", reason="no rules file configured")
+            return
+        self._reload_task = asyncio.get_running_loop().create_task(self.reload_rules(), name="rules-reload")
+
+    async def reload_rules(self) -> dict[str, Any]:
+        """Validate, then swap atomically; an invalid file leaves the old rules in force."""
+        assert self.rules is not None
+        status = await asyncio.to_thread(self.rules.reload)
+        if status.ok:
+            log.info("rules_reloaded", version=status.version)
+        else:
+            log.error("rules_reload_rejected", errors=list(status.errors)[:20])
+        return dict(status.to_dict())
+
+    async def _build_brain(self, cfg: Config) -> Any:
+        if not cfg.rules:
+            return None
+        from pbx_router.calls.conversation import Brain, CallerFacts
+        from pbx_router.calls.listen import MediaSettings
+        from pbx_router.media.ports import PortPool
+        from pbx_router.media.vad import EndpointerConfig
+        from pbx_router.rules import RulesHolder
+
+        self.rules = RulesHolder(cfg.rules)
+        speech = ports = None
+        if cfg.speech.enabled:
+            from pbx_router.speech import EnginePool
+
+            speech = EnginePool.from_config(
+                engine=cfg.speech.engine, model_path=cfg.speech.model_path, workers=cfg.speech.workers,
+                server_url=cfg.speech.server_url, expected_sessions=cfg.speech.expected_sessions,
+            )
+            await speech.start()
+            self.speech = speech
+            ports = PortPool(cfg.media.rtp_port_min, cfg.media.rtp_port_max)
+        endpointer = EndpointerConfig(
+            end_silence_ms=cfg.speech.end_silence_ms, max_utterance_ms=cfg.speech.max_utterance_ms,
+            no_input_timeout_ms=cfg.speech.no_input_ms,
+        )
+
+        async def caller_facts(number: str, before: datetime) -> CallerFacts:
+            if self.store is None:
+                return CallerFacts()
+            recent = await self.store.calls.recent_times(number, timedelta(days=30))
+            # The current call may already be recorded: it is not a "previous" call.
+            return CallerFacts(recent_calls=[t for t in recent if t < before])
+
+        return Brain(
+            rules=self.rules, speech=speech, ports=ports,
+            media=MediaSettings(rtp_host=cfg.media.rtp_host, format=cfg.media.format, endpointer=endpointer),
+            caller_facts=caller_facts,
+            overrides=lambda now: self.overrides.for_rules(now),
+            no_input_timeout=cfg.speech.no_input_ms / 1000,
+        )

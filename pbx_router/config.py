@@ -122,10 +122,15 @@ class MediaConfig(_Section):
 
 
 class SpeechConfig(_Section):
+    enabled: bool = Field(True, description="listen to callers (needs rules); off = keypad only")
     engine: Literal["pocketsphinx", "vosk", "vosk-server"] = "pocketsphinx"
-    model_path: str | None = None
-    server_url: str | None = None
-    workers: int = Field(2, ge=1, le=64)
+    model_path: str | None = Field(None, description="Vosk model directory (e.g. models/vosk-model-small-en-us-0.15)")
+    server_url: str | None = Field(None, description="ws://host:2700 for vosk-server")
+    workers: int = Field(2, ge=1, le=64, description="recogniser worker processes/threads")
+    expected_sessions: int = Field(8, ge=0, le=1000, description="decoders built ahead of the first calls")
+    end_silence_ms: int = Field(600, ge=200, le=3000, description="silence that ends an utterance")
+    max_utterance_ms: int = Field(15000, ge=1000, le=60000)
+    no_input_ms: int = Field(6000, ge=1000, le=60000, description="silence after a prompt = no input")
 
 
 class AdminConfig(_Section):

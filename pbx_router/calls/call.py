@@ -70,6 +70,8 @@ class CallSummary:
     ended_at: datetime | None = None
     outcome: str | None = None
     route: dict[str, Any] | None = None
+    transcript: str | None = None
+    intent: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

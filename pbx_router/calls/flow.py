@@ -10,7 +10,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from pbx_router.ari import AriClient, AriConflict, AriError, AriGone
 from pbx_router.ari import events as ev
@@ -63,7 +63,10 @@ class CallFlow:
         greeting: Sequence[str],
         greeting_timeout: float,
         fallback: Route,
+        brain: Any = None,
     ) -> None:
+        self.brain = brain
+        self.conversation: Any = None
         self.call = call
         self.ari = ari
         self.router = router
@@ -128,6 +131,38 @@ class CallFlow:
             except AriError:
                 pass
 
+    async def start_playback(self, media: Sequence[str]) -> str | None:
+        """Start ``media`` on the caller; the playback id, or None when nothing will play."""
+        playback_id = f"{ID_PREFIX}p-{uuid.uuid4().hex[:12]}"
+        try:
+            pb = await self.ari.play(self.call.channel_id, media, playback_id=playback_id)
+        except AriGone:
+            self.call.gone.set()
+            raise CallerGone(self.call.channel_id) from None
+        except AriError as exc:
+            self.log.warning("playback_refused", error=str(exc))
+            return None
+        if pb.state == "failed":
+            self.log.warning("playback_failed", media=",".join(media))
+            return None
+        return playback_id
+
+    async def stop_playback(self, playback_id: str) -> None:
+        await self._stop_playback(playback_id)
+
+    async def playback_alive(self, playback_id: str) -> bool:
+        try:
+            await self.ari.get_playback(playback_id)
+        except AriGone:
+            return False
+        except AriError:
+            return True
+        return True
+
+    async def hangup_caller(self) -> None:
+        await self._hangup_quiet(self.call.channel_id)
+        self.call.gone.set()
+
     async def _stop_playback(self, playback_id: str) -> None:
         try:
             await self.ari.stop_playback(playback_id)
@@ -147,6 +182,15 @@ class CallFlow:
             self.registrar.claim(call, call.resume_talk_leg)
             call.summary.outcome = "bridged:adopted"
             await self.talk(call.resume_talk_leg)
+            return
+        if self.brain is not None:
+            from pbx_router.calls.conversation import Conversation
+
+            self.conversation = Conversation(self, self.brain)
+            if call.adopted:
+                # Picked up by a restarted daemon: the greeting may have been heard already.
+                self.greeting = []
+            await self.conversation.run()
             return
         if call.adopted:
             # A restarted daemon picked this caller up mid-call: the greeting may have been
@@ -312,6 +356,8 @@ class CallFlow:
     async def release(self) -> None:
         """Give back everything this call created. Safe to call more than once, after hangup."""
         call = self.call
+        if self.conversation is not None:
+            await self.conversation.stop_listening()
         for cid in list(call.owned_channels):
             await self._hangup_quiet(cid)
             call.owned_channels.discard(cid)

@@ -11,7 +11,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -65,13 +65,16 @@ class CallSupervisor:
         sink: RecordSink | None = None,
         *,
         flow_factory: Callable[..., CallFlow] = CallFlow,
+        brain: Any = None,
     ) -> None:
+        self.brain = brain
         self.ari = ari
         self.router = router
         self.settings = settings
         self.sink: RecordSink = sink or NullSink()
         self.flow_factory = flow_factory
         self.calls: dict[str, Call] = {}  # caller channel id -> call
+        self.flows: dict[str, CallFlow] = {}  # caller channel id -> its flow (for live views)
         self._claims: dict[str, Call] = {}  # secondary channel id -> owning call
         self._tasks: set[asyncio.Task[None]] = set()
         self.accepting = True
@@ -159,6 +162,7 @@ class CallSupervisor:
             greeting=self.settings.greeting,
             greeting_timeout=self.settings.greeting_timeout,
             fallback=self.settings.fallback,
+            brain=self.brain,
         )
 
     async def _refuse(self, call: Call) -> None:
@@ -175,6 +179,7 @@ class CallSupervisor:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(call_id=call.call_id)
         flow = self._flow(call)
+        self.flows[call.channel_id] = flow
         self.sink.submit(call.summary)
         try:
             await flow.run()
@@ -203,6 +208,7 @@ class CallSupervisor:
 
     def _forget(self, call: Call) -> None:
         self.calls.pop(call.channel_id, None)
+        self.flows.pop(call.channel_id, None)
         for cid in [c for c, owner in self._claims.items() if owner is call]:
             del self._claims[cid]
         self.stats.ended += 1

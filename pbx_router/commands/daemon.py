@@ -43,6 +43,17 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"  {line}", file=sys.stderr)
         return EXIT_BAD_CONFIG
 
+    if cfg.rules:
+        from pbx_router.rules import RulesError, load_rules
+
+        try:
+            load_rules(cfg.rules)
+        except RulesError as exc:
+            print("pbx-router: routing rules are not valid, not starting:", file=sys.stderr)
+            for line in exc.errors:
+                print(f"  {line}", file=sys.stderr)
+            return EXIT_BAD_CONFIG
+
     from pbx_router import log
     from pbx_router.app import App
 

@@ -199,6 +199,20 @@ class RtpEndpoint:
                 return
             yield item
 
+    async def next_frame(self, timeout: float | None = None) -> bytes | None:
+        """The next decoded frame, or None once closed; ``TimeoutError`` when nothing arrived
+        within ``timeout`` (RTP from externalMedia stops while there is no audio). Unlike
+        wrapping :meth:`frames` in ``wait_for``, a timeout here never finalises an iterator."""
+        if self._closed and self._queue.empty():
+            return None
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that races
+        # with a frame arriving, and the reader would never stop.
+        async with asyncio.timeout(timeout):
+            item = await self._queue.get()
+        if item is None:
+            self._queue.put_nowait(None)  # stay closed for every later reader
+        return item
+
     async def send(self, pcm: bytes) -> None:
         """Send one RTP packet carrying ``pcm`` (native PCM16 at the format's rate) to the peer.
         The caller paces (one call per frame_ms)."""

@@ -262,6 +262,16 @@ class CallRepository:
         )
         return [_from_row(row) for row in rows]
 
+    async def recent_times(self, number: str, since: datetime | timedelta, limit: int = 100) -> list[datetime]:
+        """When ``number`` called since a moment (or within a period), newest first."""
+        start = datetime.now(UTC) - since if isinstance(since, timedelta) else _aware(since)
+        rows = await self._pool.fetch(
+            "SELECT started_at FROM calls WHERE caller_number = $1 AND started_at >= $2"
+            " ORDER BY started_at DESC LIMIT $3",
+            number, start, limit,
+        )
+        return [r["started_at"] for r in rows]
+
     async def recent_from(self, number: str, since: datetime | timedelta) -> int:
         """How many calls came from ``number`` since a moment (or within a period up to now)."""
         start = datetime.now(UTC) - since if isinstance(since, timedelta) else _aware(since)

@@ -1,0 +1,276 @@
+"""greet -> listen -> decide -> act, for one call.
+
+Each turn plays a prompt while listening; caller speech stops the prompt (barge-in), a keypad
+press answers at any moment, silence after the prompt is "no input". What was heard is matched
+to intents and handed to the routing rules with everything else the rules may look at; the
+decision (with its trace) is stored on the call record and carried out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pbx_router.ari import AriError
+from pbx_router.ari import events as ev
+from pbx_router.calls.call import RESYNCED, Route
+from pbx_router.calls.listen import Listener, ListenEvent, MediaSettings
+from pbx_router.log import get_logger
+from pbx_router.media.ports import PortPool
+from pbx_router.rules import CallFacts, Decision, QueueFacts, RulesHolder, decide
+from pbx_router.speech import EnginePool
+
+if TYPE_CHECKING:
+    from pbx_router.calls.flow import CallFlow
+
+log = get_logger("pbx_router.calls")
+
+MAX_TURNS = 4
+
+
+@dataclass
+class Heard:
+    text: str = ""
+    confidence: float = 0.0
+    digits: str = ""
+    source: str = "speech"  # speech | keypad | no_input | error
+
+
+@dataclass
+class CallerFacts:
+    known_patient: bool | None = None
+    recent_calls: Sequence[dt.datetime] = ()
+
+
+@dataclass
+class Brain:
+    """The deciding side of a call, built by app.py. Everything but ``rules`` is optional."""
+
+    rules: RulesHolder
+    speech: EnginePool | None = None
+    ports: PortPool | None = None
+    media: MediaSettings = field(default_factory=MediaSettings)
+    caller_facts: Callable[[str, dt.datetime], Awaitable[CallerFacts]] | None = None
+    queue_facts: Callable[[], Mapping[str, QueueFacts]] = dict
+    overrides: Callable[[dt.datetime], Sequence[Any]] = lambda now: ()
+    queue_service: Any = None  # daemon-owned queues; without it, queues are Asterisk Queue()s
+    dialplan_queue_context: str = "router-queue"
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
+    no_input_timeout: float = 6.0
+    turn_timeout: float = 45.0
+    facts_timeout: float = 0.5
+
+
+class Conversation:
+    def __init__(self, flow: CallFlow, brain: Brain) -> None:
+        self.flow = flow
+        self.brain = brain
+        self.call = flow.call
+        self.ari = flow.ari
+        self.log = flow.log
+        self.listener: Listener | None = None
+        self.turns: list[dict[str, Any]] = []
+
+    async def run(self) -> None:
+        flow, call = self.flow, self.call
+        ruleset = self.brain.rules.current  # a call keeps the rules it started with
+        await flow.answer()
+        await self._start_listening()
+        facts = await self._caller_facts()
+        prompt = list(flow.greeting)
+        attempt = 1
+        decision: Decision | None = None
+        try:
+            while True:
+                heard = await self.turn(prompt)
+                if heard.source == "error":
+                    # The recogniser failed for this utterance: go on with the keypad.
+                    attempt = max(attempt, 2)
+                match = (
+                    ruleset.matcher.match_digits(heard.digits) if heard.digits else ruleset.matcher.match(heard.text)
+                )
+                now = self.brain.clock()
+                decision = decide(
+                    ruleset,
+                    CallFacts(
+                        transcript=heard.text, match=match, now=now,
+                        caller_number=call.summary.caller_number or None,
+                        caller_name=call.summary.caller_name or None, dialled=call.dialled,
+                        known_patient=facts.known_patient, recent_calls=facts.recent_calls,
+                        queues=self.brain.queue_facts(), overrides=self.brain.overrides(now), attempt=attempt,
+                    ),
+                )
+                self._record_turn(attempt, heard, decision)
+                if decision.action in ("reprompt", "keypad") and attempt < MAX_TURNS:
+                    prompt = [decision.message] if decision.message else []
+                    attempt += 1
+                    continue
+                break
+        finally:
+            await self.stop_listening()
+        await self.act(decision)
+
+    # --- listening -----------------------------------------------------------------------------
+
+    async def _start_listening(self) -> None:
+        b = self.brain
+        if b.speech is None or b.ports is None:
+            return
+        listener = Listener(self.call, self.ari, self.flow.registrar, b.speech, b.ports, b.media)
+        try:
+            await listener.start()
+        except Exception as exc:  # noqa: BLE001 - no ears is not a reason to drop the caller
+            self.log.warning("listen_start_failed", error=str(exc) or type(exc).__name__)
+            await listener.stop()
+            return
+        self.listener = listener
+
+    async def stop_listening(self) -> None:
+        if self.listener is not None:
+            listener, self.listener = self.listener, None
+            await listener.stop()
+
+    async def _caller_facts(self) -> CallerFacts:
+        if self.brain.caller_facts is None or not self.call.summary.caller_number:
+            return CallerFacts()
+        try:
+            async with asyncio.timeout(self.brain.facts_timeout):
+                return await self.brain.caller_facts(self.call.summary.caller_number, self.call.summary.started_at)
+        except Exception as exc:  # noqa: BLE001 - routing must not wait on a slow database
+            self.log.warning("caller_facts_unavailable", error=str(exc) or type(exc).__name__)
+            return CallerFacts()
+
+    async def turn(self, prompt: Sequence[str]) -> Heard:
+        """Play ``prompt`` while listening; return what the caller said or pressed."""
+        call, flow = self.call, self.flow
+        loop = asyncio.get_running_loop()
+        playback_id = await flow.start_playback(prompt) if prompt else None
+        playing = playback_id is not None
+        if not playing and self.listener is not None:
+            self.listener.new_turn()
+        no_input_at = None if playing else loop.time() + self.brain.no_input_timeout
+        deadline = loop.time() + self.brain.turn_timeout
+
+        def wanted(e: ev.Event) -> bool:
+            if e is RESYNCED or isinstance(e, ListenEvent):
+                return True
+            if isinstance(e, ev.PlaybackFinished):
+                return e.playback is not None and e.playback.id == playback_id
+            return isinstance(e, ev.ChannelDtmfReceived) and e.channel is not None and e.channel.id == call.channel_id
+
+        try:
+            while True:
+                until = deadline if no_input_at is None or self.listener is not None else min(deadline, no_input_at)
+                try:
+                    e = await call.next_event(wanted, timeout=max(0.0, until - loop.time()))
+                except TimeoutError:
+                    return Heard(source="no_input")
+                if isinstance(e, ev.PlaybackFinished) or e is RESYNCED:
+                    if e is RESYNCED and playing and playback_id and await flow.playback_alive(playback_id):
+                        continue
+                    if playing:
+                        playing = False
+                        if self.listener is not None:
+                            self.listener.new_turn()
+                        no_input_at = loop.time() + self.brain.no_input_timeout
+                elif isinstance(e, ev.ChannelDtmfReceived):
+                    return Heard(digits=e.digit, source="keypad")
+                elif isinstance(e, ListenEvent):
+                    if e.kind == "speech_started":
+                        if playing and playback_id:
+                            # Barge-in: the caller never has to wait for the prompt to end.
+                            await flow.stop_playback(playback_id)
+                            self.log.info("barge_in")
+                    elif e.kind == "final" and e.transcript is not None:
+                        self.log.debug("heard", transcript=e.transcript.text, confidence=e.transcript.confidence)
+                        return Heard(text=e.transcript.text, confidence=e.transcript.confidence, source="speech")
+                    elif e.kind == "no_input" and not playing:
+                        return Heard(source="no_input")
+                    elif e.kind == "error":
+                        self.log.warning("recognition_failed", detail=e.detail)
+                        return Heard(source="error")
+        finally:
+            if playing and playback_id:
+                await flow.stop_playback(playback_id)
+
+    def _record_turn(self, attempt: int, heard: Heard, decision: Decision) -> None:
+        summary = self.call.summary
+        self.turns.append({
+            "attempt": attempt, "source": heard.source, "intent": decision.intent,
+            "confidence": round(decision.confidence, 3), "rule": decision.rule, "action": decision.action,
+        })
+        summary.extra["turns"] = self.turns
+        if heard.text:
+            summary.transcript = heard.text if not summary.transcript else f"{summary.transcript} | {heard.text}"
+        summary.intent = decision.intent
+        summary.route = decision.to_dict()
+        self.log.info("call_decided", attempt=attempt, source=heard.source, intent=decision.intent,
+                      confidence=round(decision.confidence, 3), rule=decision.rule, action=decision.action,
+                      target=decision.target.name if decision.target else None)
+
+    # --- acting ------------------------------------------------------------------------------------
+
+    async def act(self, decision: Decision | None) -> None:
+        flow = self.flow
+        if decision is None:  # pragma: no cover - the loop always decides
+            await flow.continue_to(flow.fallback, outcome="fallback")
+            return
+        if decision.message:
+            await flow.play([decision.message], timeout=120)
+        target = decision.target
+        kind = target.kind if target is not None else None
+        params = dict(target.params) if target is not None else {}
+        if decision.action == "hangup" or target is None:
+            if decision.action not in ("hangup",):
+                await flow.continue_to(flow.fallback, outcome=f"no_target:{decision.action}")
+                return
+            self.call.summary.outcome = "hung_up_by_rules"
+            await flow.hangup_caller()
+            return
+        if kind == "queue":
+            name = str(params["queue"])
+            svc = self.brain.queue_service
+            if svc is not None and svc.has_queue(name):
+                await svc.serve(flow, name, priority=decision.priority, intent=decision.intent)
+                return
+            await flow.continue_to(Route("dialplan", context=self.brain.dialplan_queue_context, extension=name),
+                                   outcome=f"queue:{name}")
+        elif kind == "endpoint":
+            await flow.dial_and_bridge(Route("endpoint", endpoint=str(params["endpoint"]),
+                                             timeout=float(params.get("timeout", 30))))
+        elif kind == "dialplan":
+            await flow.continue_to(Route("dialplan", context=params["context"], extension=str(params.get("extension", "s")),
+                                         priority=int(params.get("priority", 1))), outcome="routed")
+        elif kind == "voicemail":
+            await flow.continue_to(Route("dialplan", context=params["context"], extension=str(params["extension"])),
+                                   outcome="voicemail")
+        elif kind == "message":
+            await flow.play([str(params["message"])], timeout=120)
+            self.call.summary.outcome = f"message:{target.name}"
+            await flow.hangup_caller()
+        elif kind == "callback":
+            self.call.summary.extra["callback_request"] = {
+                "queue": params.get("queue"), "intent": decision.intent, "reason": decision.reason,
+                "number": self.call.summary.caller_number,
+            }
+            self.call.summary.outcome = f"callback:{params.get('queue') or target.name}"
+            await flow.play(["sound:vm-goodbye"], timeout=30)
+            await flow.hangup_caller()
+        elif kind == "schedule":
+            booking = getattr(self.brain, "booking", None)
+            if booking is not None:
+                await booking.run(flow, str(params.get("flow", "book")), decision)
+                return
+            await flow.continue_to(Route("dialplan", context=self.brain.dialplan_queue_context,
+                                         extension="scheduling"), outcome="queue:scheduling")
+        else:  # an unknown kind: a person takes it
+            await flow.continue_to(flow.fallback, outcome=f"fallback:unknown_target:{kind}")
+
+
+async def _quiet(aw: Awaitable[Any]) -> None:
+    with contextlib.suppress(AriError):
+        await aw

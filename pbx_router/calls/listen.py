@@ -1,0 +1,181 @@
+"""Hearing the caller: a ``spy=in`` snoop bridged with an externalMedia channel whose RTP comes to
+a UDP port we lease, an endpointer marking speech, and a recogniser fed only voiced audio.
+
+Everything the listener learns is delivered into the call's inbox as :class:`ListenEvent`, so
+the call's own task sees speech, DTMF, playbacks and hangups in one ordered stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Any
+
+from pbx_router.ari import AriClient, AriError
+from pbx_router.ari import events as ev
+from pbx_router.calls.call import Call
+from pbx_router.log import get_logger
+from pbx_router.media.codecs import FORMATS, Resampler, WireFormat
+from pbx_router.media.endpoint import RtpEndpoint
+from pbx_router.media.ports import PortPool
+from pbx_router.media.vad import Audio, Endpointer, EndpointerConfig, NoInput, SpeechEnded, SpeechStarted
+from pbx_router.speech import EnginePool, SpeechError, Transcript
+
+log = get_logger("pbx_router.calls")
+
+ID_PREFIX = "pbxr-"
+# No RTP for this long means a silence gap (a caller that sends nothing while quiet).
+GAP_S = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class ListenEvent(ev.Event):
+    """``kind``: speech_started | final | no_input | error."""
+
+    kind: str = ""
+    transcript: Transcript | None = None
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    rtp_host: str = "127.0.0.1"
+    format: str = "slin16"
+    endpointer: EndpointerConfig | None = None
+    recognition_timeout: float = 5.0
+
+
+class Listener:
+    """Owns one call's listening resources; ``stop()`` gives every one of them back."""
+
+    def __init__(
+        self,
+        call: Call,
+        ari: AriClient,
+        registrar: Any,
+        speech: EnginePool,
+        ports: PortPool,
+        settings: MediaSettings,
+    ) -> None:
+        self.call = call
+        self.ari = ari
+        self.registrar = registrar
+        self.speech = speech
+        self.ports = ports
+        self.settings = settings
+        self.fmt: WireFormat = FORMATS[settings.format]
+        cid = call.channel_id
+        self.snoop_id = f"{ID_PREFIX}s-{cid}"
+        self.media_id = f"{ID_PREFIX}m-{cid}"
+        self.bridge_id = f"{ID_PREFIX}mb-{cid}"
+        self.endpoint: RtpEndpoint | None = None
+        self.endpointer = Endpointer(settings.endpointer or EndpointerConfig(), self.fmt.sample_rate)
+        self._task: asyncio.Task[None] | None = None
+        self.utterances = 0
+        self.log = log.bind(call_id=call.call_id)
+
+    async def start(self) -> None:
+        call = self.call
+        for cid in (self.snoop_id, self.media_id):
+            self.registrar.claim(call, cid)
+            call.owned_channels.add(cid)
+        call.owned_bridges.add(self.bridge_id)
+        self.endpoint = await RtpEndpoint.open_from_pool(self.ports, self.settings.rtp_host, self.fmt)
+        port = self.endpoint.local_address[1]
+        await self.ari.create_bridge("mixing", bridge_id=self.bridge_id, name=f"listen {call.call_id}")
+        await self.ari.snoop(call.channel_id, spy="in", app_args=("snoop-in", call.channel_id),
+                             snoop_id=self.snoop_id)
+        media = await self.ari.external_media(f"{self.settings.rtp_host}:{port}", fmt=self.fmt.name,
+                                              channel_id=self.media_id)
+        host = media.channelvars.get("UNICASTRTP_LOCAL_ADDRESS")
+        peer_port = media.channelvars.get("UNICASTRTP_LOCAL_PORT")
+        if not (host and peer_port):
+            host = await self.ari.get_variable(self.media_id, "UNICASTRTP_LOCAL_ADDRESS")
+            peer_port = await self.ari.get_variable(self.media_id, "UNICASTRTP_LOCAL_PORT")
+        self.endpoint.expect_peer(host, int(peer_port))
+        await self.ari.add_channel(self.bridge_id, [self.snoop_id, self.media_id])
+        self._task = asyncio.create_task(self._pump(), name=f"listen-{call.channel_id}")
+
+    def new_turn(self) -> None:
+        """The prompt finished: the no-input clock starts now."""
+        self.endpointer.reset()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self.endpoint is not None:
+            self.endpoint.close()
+            self.endpoint = None
+        # Free Asterisk's side now (before an agent is rung), not at the end of the call.
+        for cid in (self.snoop_id, self.media_id):
+            with contextlib.suppress(AriError):
+                await self.ari.hangup(cid)
+            self.call.owned_channels.discard(cid)
+        with contextlib.suppress(AriError):
+            await self.ari.delete_bridge(self.bridge_id)
+        self.call.owned_bridges.discard(self.bridge_id)
+
+    async def _pump(self) -> None:
+        assert self.endpoint is not None
+        endpoint = self.endpoint
+        session_cm: Any = None
+        session: Any = None
+        resampler: Resampler | None = None
+        try:
+            while True:
+                try:
+                    pcm = await endpoint.next_frame(GAP_S)
+                except TimeoutError:
+                    events = self.endpointer.gap(int(GAP_S * 1000))
+                else:
+                    if pcm is None:
+                        return
+                    events = self.endpointer.feed(pcm)
+                for e in events:
+                    if isinstance(e, SpeechStarted):
+                        self.call.deliver(ListenEvent(type="PbxRouterListen", kind="speech_started"))
+                        try:
+                            session_cm = self.speech.session()
+                            session = await session_cm.__aenter__()
+                        except SpeechError as exc:
+                            session_cm = session = None
+                            self.call.deliver(ListenEvent(type="PbxRouterListen", kind="error", detail=str(exc)))
+                        resampler = Resampler(self.fmt.sample_rate, self.speech.sample_rate)
+                    elif isinstance(e, Audio) and session is not None and resampler is not None:
+                        try:
+                            await session.feed(resampler.process(e.pcm))
+                        except SpeechError as exc:
+                            await _close(session_cm)
+                            session_cm = session = None
+                            self.call.deliver(ListenEvent(type="PbxRouterListen", kind="error", detail=str(exc)))
+                    elif isinstance(e, SpeechEnded):
+                        if session is None:
+                            continue
+                        try:
+                            if resampler is not None:
+                                tail = resampler.flush()
+                                if tail:
+                                    await session.feed(tail)
+                            t = await session.finish(timeout=self.settings.recognition_timeout)
+                            self.utterances += 1
+                            self.call.deliver(ListenEvent(type="PbxRouterListen", kind="final", transcript=t,
+                                                          detail=e.reason))
+                        except SpeechError as exc:
+                            self.call.deliver(ListenEvent(type="PbxRouterListen", kind="error", detail=str(exc)))
+                        finally:
+                            await _close(session_cm)
+                            session_cm = session = None
+                    elif isinstance(e, NoInput):
+                        self.call.deliver(ListenEvent(type="PbxRouterListen", kind="no_input"))
+        finally:
+            await _close(session_cm)
+
+
+async def _close(cm: Any) -> None:
+    if cm is not None:
+        with contextlib.suppress(Exception):
+            await cm.__aexit__(None, None, None)

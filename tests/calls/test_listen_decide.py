@@ -1,0 +1,169 @@
+"""greet -> listen -> decide -> act, end to end: the emulator streams a caller's recorded words
+over real RTP at real-time pace into the daemon, a real recogniser transcribes them, the clinic's
+rules decide, and the caller ends up where the rules say."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from pbx_router.testing import AgentBehaviour, AsteriskEmulator
+
+from helpers import eventually
+
+ROOT = Path(__file__).parents[2]
+AUDIO = ROOT / "tests" / "fixtures" / "audio"
+RULES = ROOT / "examples" / "clinic.yaml"
+NY = dt.timezone(dt.timedelta(hours=-5))
+OPEN = dt.datetime(2026, 12, 1, 10, 0, tzinfo=NY)  # a Tuesday morning
+NIGHT = dt.datetime(2026, 12, 1, 22, 0, tzinfo=NY)
+
+DaemonFactory = Any
+
+LISTENING = f"""rules: {RULES}
+speech: {{workers: 1, expected_sessions: 2, no_input_ms: 2500}}
+media: {{rtp_port_min: 41000, rtp_port_max: 41099}}
+"""
+
+
+@pytest.fixture
+def clinic_pbx(pbx: AsteriskEmulator) -> AsteriskEmulator:
+    pbx.sounds["hello-world"] = 2.5
+    for ctx in ("router-queue", "clinic-voicemail", "clinic-after-hours"):
+        pbx.add_context(ctx)
+    return pbx
+
+
+async def start_clinic_daemon(start_daemon: DaemonFactory, at: dt.datetime) -> Any:
+    daemon = await start_daemon(LISTENING)
+    daemon.app.brain.clock = lambda: at
+    return daemon
+
+
+async def record_of(db_url: str, channel_id: str) -> Any:
+    conn = await asyncpg.connect(db_url)
+    try:
+        return await conn.fetchrow("SELECT * FROM calls WHERE channel_id = $1 AND ended_at IS NOT NULL", channel_id)
+    except asyncpg.UndefinedTableError:
+        return None
+    finally:
+        await conn.close()
+
+
+async def test_refill_request_in_open_hours_goes_to_the_pharmacy(
+    clinic_pbx: AsteriskEmulator, start_daemon: DaemonFactory, database_url: str
+) -> None:
+    daemon = await start_clinic_daemon(start_daemon, OPEN)
+    call = await clinic_pbx.place_call(caller_number="+15554000001", dialled="100", audio=AUDIO / "refill_01.wav",
+                                       audio_at=0.5)
+    await call.wait_for(lambda c: c.fate == "continued", timeout=30)
+    assert call.continued_to == ("router-queue", "pharmacy", 1)
+    row = await eventually(lambda: record_of(database_url, call.channel_id), timeout=10, what="call record")
+    assert row["intent"] == "prescription_refill"
+    assert "refill" in row["transcript"] and "prescription" in row["transcript"]
+    assert row["outcome"] == "queue:pharmacy:dialplan:router-queue"
+    # The caller spoke while the greeting played: the greeting was cut short (barge-in).
+    greeting = call.playbacks[0]
+    assert greeting.media_uri == "sound:hello-world"
+    assert greeting.stopped_at - greeting.started_at < 2.4
+    # Listening resources were all given back.
+    assert not any(c.startswith("pbxr-") for c in clinic_pbx.channels)
+    assert daemon.app.brain.ports.in_use == 0
+
+
+async def test_refill_request_at_night_takes_the_after_hours_path(
+    clinic_pbx: AsteriskEmulator, start_daemon: DaemonFactory
+) -> None:
+    await start_clinic_daemon(start_daemon, NIGHT)
+    call = await clinic_pbx.place_call(caller_number="+15554000002", dialled="100", audio=AUDIO / "refill_01.wav",
+                                       audio_at=0.5)
+    await call.wait_for(lambda c: c.fate == "continued", timeout=30)
+    # After hours a refill request is a message for the pharmacy's voicemail, after an explanation.
+    assert call.continued_to == ("clinic-voicemail", "pharmacy", 1)
+    assert "sound:custom/clinic-refill-after-hours" in [p.media_uri for p in call.playbacks]
+
+
+async def test_emergency_goes_to_a_person_with_the_911_instruction(
+    clinic_pbx: AsteriskEmulator, start_daemon: DaemonFactory
+) -> None:
+    clinic_pbx.add_endpoint("PJSIP/agent3", AgentBehaviour.answer_after(0.3))
+    await start_clinic_daemon(start_daemon, NIGHT)
+    call = await clinic_pbx.place_call(caller_number="+15554000003", dialled="100",
+                                       audio=AUDIO / "emergency_01.wav", audio_at=0.5)
+    await call.wait_for(lambda c: c.fate == "bridged", timeout=30)
+    media = [p.media_uri for p in call.playbacks]
+    assert "sound:custom/clinic-emergency-911" in media
+    assert any(leg.alive for leg in clinic_pbx.endpoint("PJSIP/agent3").channels)
+    await call.hangup()
+
+
+async def test_keypad_answers_at_any_moment(clinic_pbx: AsteriskEmulator, start_daemon: DaemonFactory) -> None:
+    await start_clinic_daemon(start_daemon, OPEN)
+    # "2" is the refill digit in clinic.yaml; pressed during the greeting.
+    call = await clinic_pbx.place_call(caller_number="+15554000004", dialled="100", dtmf=[(0.8, "2")])
+    await call.wait_for(lambda c: c.fate == "continued", timeout=20)
+    assert call.continued_to == ("router-queue", "pharmacy", 1)
+
+
+async def test_silence_is_asked_again_then_offered_the_keypad_then_a_person(
+    clinic_pbx: AsteriskEmulator, start_daemon: DaemonFactory, database_url: str
+) -> None:
+    clinic_pbx.sounds["hello-world"] = 0.5
+    await start_clinic_daemon(start_daemon, OPEN)
+    call = await clinic_pbx.place_call(caller_number="+15554000005", dialled="100")
+    await call.wait_for(lambda c: c.fate == "continued", timeout=40)
+    assert call.continued_to == ("router-queue", "frontdesk", 1)
+    media = [p.media_uri for p in call.playbacks]
+    assert media[:3] == ["sound:hello-world", "sound:custom/clinic-sorry-say-again", "sound:custom/clinic-keypad-menu"]
+    row = await eventually(lambda: record_of(database_url, call.channel_id), timeout=10, what="call record")
+    import json
+
+    turns = json.loads(row["extra"])["turns"] if isinstance(row["extra"], str) else row["extra"]["turns"]
+    assert [t["source"] for t in turns] == ["no_input", "no_input", "no_input"]
+    assert [t["action"] for t in turns] == ["reprompt", "keypad", "queue"]
+
+
+async def test_hangup_mid_utterance_releases_everything(
+    clinic_pbx: AsteriskEmulator, start_daemon: DaemonFactory, database_url: str
+) -> None:
+    daemon = await start_clinic_daemon(start_daemon, OPEN)
+    call = await clinic_pbx.place_call(caller_number="+15554000006", dialled="100", audio=AUDIO / "appt_new_02.wav",
+                                       audio_at=0.2, hangup_after=1.5)
+    row = await eventually(lambda: record_of(database_url, call.channel_id), timeout=15, what="call record")
+    assert row["outcome"] == "abandoned"
+    await eventually(lambda: not daemon.supervisor.calls and daemon.app.brain.ports.in_use == 0,
+                     what="call and port released")
+    await eventually(lambda: not any(c.startswith("pbxr-") for c in clinic_pbx.channels), what="legs hung up")
+
+
+async def test_rtp_garbage_is_dropped_and_the_call_continues(
+    clinic_pbx: AsteriskEmulator, start_daemon: DaemonFactory
+) -> None:
+    import os
+    import socket
+
+    daemon = await start_clinic_daemon(start_daemon, OPEN)
+    call = await clinic_pbx.place_call(caller_number="+15554000007", dialled="100", audio=AUDIO / "billing_01.wav",
+                                       audio_at=1.0)
+    conv = await eventually(lambda: _listener(daemon, call.channel_id), what="listening")
+    port = conv.endpoint.local_address[1]
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        for i in range(300):  # a stranger's flood: random bytes, truncated headers, oversized packets
+            payload = [os.urandom(40), b"\x80", os.urandom(3000), b"\x80\x00" + os.urandom(10)][i % 4]
+            sock.sendto(payload, ("127.0.0.1", port))
+    finally:
+        sock.close()
+    await call.wait_for(lambda c: c.fate == "continued", timeout=30)
+    assert call.continued_to == ("router-queue", "billing", 1)
+
+
+def _listener(daemon: Any, channel_id: str) -> Any:
+    flow = daemon.supervisor.flows.get(channel_id)
+    listener = getattr(getattr(flow, "conversation", None), "listener", None)
+    return listener if listener is not None and listener.endpoint is not None else None
