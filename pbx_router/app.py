@@ -63,6 +63,8 @@ class App:
         from pbx_router.queues.overrides import OverrideSet
 
         self.overrides = OverrideSet()
+        # Optional call services built at start (see _build_services), run in the top TaskGroup.
+        self.services: list[Any] = []
 
     def request_stop(self) -> None:
         self.stopping.set()
@@ -90,6 +92,7 @@ class App:
         self.brain = await self._build_brain(cfg)
         self.supervisor = supervisor = CallSupervisor(ari, router, settings, RecorderSink(recorder, CallRecord),
                                                       brain=self.brain)
+        await self._build_services(cfg)
         self.stream = stream = EventStream(
             ari, supervisor.handle_event, on_connected=supervisor.resync,
             ping_interval=cfg.ari.ping_interval,
@@ -109,6 +112,10 @@ class App:
                     from pbx_router.rules.watch import watch_rules
 
                     watch_task = tg.create_task(watch_rules(self.rules, cfg.rules), name="rules-watch")
+                service_tasks = [
+                    tg.create_task(svc.run(), name=f"service-{type(svc).__name__}")
+                    for svc in self.services if hasattr(svc, "run")
+                ]
                 self.started.set()
                 log.info("daemon_started", ari=cfg.ari.url, app=cfg.ari.app)
                 await self.stopping.wait()
@@ -119,6 +126,8 @@ class App:
                 stream_task.cancel()
                 if watch_task is not None:
                     watch_task.cancel()
+                for t in service_tasks:
+                    t.cancel()
                 # Stage 4: records are flushed (or spooled to disk) by the recorder on cancel.
                 rec_task.cancel()
         finally:
@@ -205,10 +214,27 @@ class App:
             # The current call may already be recorded: it is not a "previous" call.
             return CallerFacts(recent_calls=[t for t in recent if t < before])
 
-        return Brain(
+        brain = Brain(
             rules=self.rules, speech=speech, ports=ports,
             media=MediaSettings(rtp_host=cfg.media.rtp_host, format=cfg.media.format, endpointer=endpointer),
             caller_facts=caller_facts,
             overrides=lambda now: self.overrides.for_rules(now),
             no_input_timeout=cfg.speech.no_input_ms / 1000,
         )
+        return brain
+
+    async def _build_services(self, cfg: Config) -> None:
+        """Optional call services (daemon-owned queues, self-service booking), each built by its
+        own module's ``build(app)`` when that module is present; ``None`` means not configured."""
+        import importlib
+        import importlib.util
+
+        if self.brain is None:
+            return
+        for attr, module in (("queue_service", "pbx_router.calls.queueing"), ("booking", "pbx_router.calls.booking")):
+            if importlib.util.find_spec(module) is None:
+                continue
+            service = await importlib.import_module(module).build(self)
+            setattr(self.brain, attr, service)
+            if service is not None:
+                self.services.append(service)

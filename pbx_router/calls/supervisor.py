@@ -83,6 +83,10 @@ class CallSupervisor:
         self.setup_latencies_ms: deque[float] = deque(maxlen=100_000)
         self._idle = asyncio.Event()
         self._idle.set()
+        # Services that own Asterisk state outside any one call (daemon-owned queues): they
+        # get events no call claimed, and run after every resync to reconcile their state.
+        self.unclaimed_handlers: list[Callable[[ev.Event], bool]] = []
+        self.resync_hooks: list[Callable[[list[Channel], list[Any]], Any]] = []
 
     # --- registry ----------------------------------------------------------------------------
 
@@ -123,6 +127,9 @@ class CallSupervisor:
                 call.deliver(event)
                 delivered = True
         if not delivered:
+            for handler in self.unclaimed_handlers:
+                if handler(event):
+                    return
             self.stats.unrouted_events += 1
 
     @staticmethod
@@ -257,6 +264,10 @@ class CallSupervisor:
             owner = owner_of(bridge.id)
             if owner is None or owner not in self.calls:
                 await self._cleanup("bridge", bridge.id)
+        for hook in self.resync_hooks:
+            result = hook(channels, bridges)
+            if asyncio.iscoroutine(result):
+                await result
 
     def _owner_by_args(self, chan: Channel) -> Call | None:
         args = chan.stasis_args()
