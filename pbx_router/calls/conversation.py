@@ -58,6 +58,7 @@ class Brain:
     queue_facts: Callable[[], Mapping[str, QueueFacts]] = dict
     overrides: Callable[[dt.datetime], Sequence[Any]] = lambda now: ()
     queue_service: Any = None  # daemon-owned queues; without it, queues are Asterisk Queue()s
+    booking: Any = None  # self-service appointments; without it, schedule targets go to a person
     dialplan_queue_context: str = "router-queue"
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
     no_input_timeout: float = 6.0
@@ -79,7 +80,7 @@ class Conversation:
         flow, call = self.flow, self.call
         ruleset = self.brain.rules.current  # a call keeps the rules it started with
         await flow.answer()
-        await self._start_listening()
+        await self.start_listening()
         facts = await self._caller_facts()
         prompt = list(flow.greeting)
         attempt = 1
@@ -116,7 +117,7 @@ class Conversation:
 
     # --- listening -----------------------------------------------------------------------------
 
-    async def _start_listening(self) -> None:
+    async def start_listening(self) -> None:
         b = self.brain
         if b.speech is None or b.ports is None:
             return
@@ -261,9 +262,10 @@ class Conversation:
             await flow.play(["sound:vm-goodbye"], timeout=30)
             await flow.hangup_caller()
         elif kind == "schedule":
-            booking = getattr(self.brain, "booking", None)
+            booking = self.brain.booking
             if booking is not None:
-                await booking.run(flow, str(params.get("flow", "book")), decision)
+                # Self-service: the booking flow listens again through this conversation.
+                await booking.run(self, str(params.get("flow", "book")), decision)
                 return
             await flow.continue_to(Route("dialplan", context=self.brain.dialplan_queue_context,
                                          extension="scheduling"), outcome="queue:scheduling")

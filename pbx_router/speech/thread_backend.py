@@ -1,5 +1,14 @@
 """Recognisers on a thread pool (Vosk: Kaldi releases the GIL, so threads decode in parallel).
 
+``feed`` never waits for decoding: audio goes into the session's buffer and one decode at a time
+runs on the pool, taking everything buffered so far (so a slow decode makes the next one bigger
+instead of making the caller's audio pump wait). Only a backlog of ``MAX_BACKLOG_S`` makes ``feed``
+wait, which bounds memory when the machine is overloaded.
+
+Recognisers are built and warmed ahead (``expected_sessions`` at start, then one spare kept
+ready): a fresh Vosk recogniser spends ~0.4 s of CPU in its first decode, which otherwise lands in
+the middle of a caller's first utterance.
+
 Threads cannot be killed: a stuck recogniser is abandoned (its utterance fails with
 RecognitionTimeout) and the executor is replaced so later calls get fresh threads.
 """
@@ -7,13 +16,27 @@ RecognitionTimeout) and the executor is replaced so later calls get fresh thread
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from pbx_router.log import get_logger
 from pbx_router.speech.factory import RecognizerFactory
-from pbx_router.speech.types import PoolClosed, Recognizer, RecognitionTimeout, Transcript
+from pbx_router.speech.types import (
+    PoolClosed,
+    RecognitionTimeout,
+    Recognizer,
+    SpeechError,
+    Transcript,
+    WorkerLost,
+)
 
 log = get_logger(__name__)
+T = TypeVar("T")
+
+MAX_BACKLOG_S = 5.0  # undecoded audio a session may hold before feed() waits
+CLOSE_WAIT_S = 2.0  # how long close() waits for an in-flight decode before abandoning the recogniser
 
 
 class ThreadStream:
@@ -22,29 +45,46 @@ class ThreadStream:
         self.partial: Transcript | None = None
         self._backend = backend
         self._rec: Recognizer | None = recognizer
-        self._lock = asyncio.Lock()  # a recogniser is single-threaded: one call into it at a time
+        self._buf = bytearray()
+        self._inflight: asyncio.Future[Transcript | None] | None = None
+        self._error: SpeechError | None = None
+        self._max_backlog = int(MAX_BACKLOG_S * recognizer.sample_rate * 2)
         self._done = False
 
     async def feed(self, pcm: bytes) -> None:
-        if self._done or not pcm:
+        if self._error is not None:
+            raise self._error
+        if self._done or self._rec is None or not pcm:
             return
-        async with self._lock:
-            assert self._rec is not None
-            partial = await self._backend.run(self._rec.accept, pcm)
-        if partial is not None:
-            self.partial = partial
+        self._buf += pcm
+        if self._inflight is None:
+            self._submit()
+        elif len(self._buf) > self._max_backlog:
+            await asyncio.wait({self._inflight})  # overloaded: let decoding catch up
 
     async def finish(self, timeout: float = 5.0) -> Transcript:
         if self._rec is None:
             raise PoolClosed("session closed")
+        rec = self._rec
         try:
             async with asyncio.timeout(timeout):
-                async with self._lock:
-                    result = await self._backend.run(self._rec.final)
+                while self._inflight is not None or self._buf:
+                    if self._inflight is None:
+                        self._submit()
+                    assert self._inflight is not None
+                    # wait(), not await: a timeout must not cancel a decode a thread is running.
+                    await asyncio.wait({self._inflight})
+                    if self._error is not None:
+                        raise self._error
+                result = await self._backend.run(rec.final)
         except TimeoutError:
             self._rec = None  # never hand a possibly-stuck recogniser to another call
-            self._backend.replace_executor()
+            self._backend.abandon()
             raise RecognitionTimeout(f"no final transcript within {timeout:.1f}s") from None
+        except SpeechError:
+            raise
+        except Exception as exc:  # a recogniser error loses this utterance, not the pool
+            raise WorkerLost(f"recogniser error: {exc!r}") from None
         self._done = True
         return result
 
@@ -52,55 +92,115 @@ class ThreadStream:
         rec, self._rec = self._rec, None
         if rec is None:
             return
-        if not self._done:
-            async with self._lock:
+        self._buf.clear()
+        if self._inflight is not None:
+            # A recogniser is single-threaded: never reset it while a thread is still decoding.
+            await asyncio.wait({self._inflight}, timeout=CLOSE_WAIT_S)
+            if self._inflight is not None:
+                self._backend.abandon()
+                return
+        if not self._done or self._error is not None:
+            try:
                 await self._backend.run(rec.reset)
+            except (SpeechError, RuntimeError):
+                self._backend.abandon()  # pool closing or broken recogniser: do not reuse it
+                return
         self._backend.release(rec)
+
+    def _submit(self) -> None:
+        assert self._rec is not None
+        chunk = bytes(self._buf)
+        self._buf.clear()
+        fut = self._backend.submit(self._rec.accept, chunk)
+        self._inflight = fut
+        fut.add_done_callback(self._decoded)
+
+    def _decoded(self, fut: asyncio.Future[Transcript | None]) -> None:
+        self._inflight = None
+        if fut.cancelled():
+            self._error = WorkerLost("speech thread pool was replaced")
+            return
+        exc = fut.exception()
+        if exc is not None:
+            self._error = WorkerLost(f"recogniser error: {exc!r}")
+            return
+        partial = fut.result()
+        if partial is not None:
+            self.partial = partial
+        # Whatever arrived while decoding goes next, in one piece.
+        if self._buf and self._rec is not None and not self._done:
+            self._submit()
 
 
 class ThreadBackend:
-    def __init__(self, factory: RecognizerFactory, workers: int) -> None:
+    def __init__(self, factory: RecognizerFactory, workers: int, expected_sessions: int = 0) -> None:
         self.sample_rate = factory.sample_rate
         self.restarts = 0
         self.busy = 0
         self._factory = factory
         self._size = workers
+        self._prebuild = max(1, expected_sessions)
         self._executor: ThreadPoolExecutor | None = None
         self._free: list[Recognizer] = []
+        self._spare: asyncio.Task[None] | None = None
 
     @property
     def worker_pids(self) -> list[int]:
         return []
 
-    async def run(self, fn, *args):  # type: ignore[no-untyped-def]
+    def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         if self._executor is None:
             raise PoolClosed("speech pool is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+        return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self.submit(fn, *args)
 
     async def start(self) -> None:
         self._executor = ThreadPoolExecutor(self._size, thread_name_prefix="speech")
-        # Load the model now (seconds for big ones) so the first caller does not pay for it.
-        self._free.append(await self.run(self._factory.create))
+        # Load the model and warm the recognisers now (seconds) so early callers do not pay.
+        first = await self.run(self._factory.create)
+        rest = await asyncio.gather(*(self.run(self._factory.create) for _ in range(self._prebuild - 1)))
+        self._free = [first, *rest]
 
     async def open(self) -> ThreadStream:
+        if self._executor is None:
+            raise PoolClosed("speech pool is closed")
         rec = self._free.pop() if self._free else await self.run(self._factory.create)
         self.busy += 1
+        if not self._free and (self._spare is None or self._spare.done()):
+            self._spare = asyncio.create_task(self._build_spare(), name="speech-spare")
         return ThreadStream(self, rec)
 
     def release(self, rec: Recognizer) -> None:
         self.busy -= 1
         self._free.append(rec)
 
-    def replace_executor(self) -> None:
-        old, self._executor = self._executor, ThreadPoolExecutor(self._size, thread_name_prefix="speech")
+    def abandon(self) -> None:
+        """A session gave up its recogniser (stuck or broken): replace the threads."""
         self.busy -= 1
+        if self._executor is None:
+            return
+        old, self._executor = self._executor, ThreadPoolExecutor(self._size, thread_name_prefix="speech")
         self.restarts += 1
         log.warning("speech.threads.replaced")
-        if old is not None:
-            old.shutdown(wait=False, cancel_futures=True)
+        old.shutdown(wait=False, cancel_futures=True)
 
     async def close(self) -> None:
+        if self._spare is not None:
+            self._spare.cancel()
+            with contextlib.suppress(asyncio.CancelledError, SpeechError):
+                await self._spare
         executor, self._executor = self._executor, None
         self._free.clear()
         if executor is not None:
             await asyncio.to_thread(executor.shutdown, wait=True, cancel_futures=True)
+
+    async def _build_spare(self) -> None:
+        try:
+            rec = await self.run(self._factory.create)
+        except SpeechError as exc:
+            log.warning("speech.spare_failed", error=str(exc))
+            return
+        if self._executor is not None:
+            self._free.append(rec)

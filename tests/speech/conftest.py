@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+import asyncio
 import csv
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,13 @@ def pcm16k(name: str) -> bytes:
 def chunks(pcm: bytes, ms: int = 20, rate: int = 16000) -> list[bytes]:
     size = rate * 2 * ms // 1000
     return [pcm[i : i + size] for i in range(0, len(pcm), size)]
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Poll for a condition with a deadline (never a bare sleep)."""
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.02)
 
 
 def vosk_ko_model() -> Path:

@@ -11,13 +11,7 @@ import pytest
 
 from pbx_router.speech import EnginePool, PoolClosed, RecognitionTimeout, WorkerLost
 
-from .conftest import chunks, pcm16k
-
-
-async def wait_for(predicate, timeout: float = 15.0) -> None:  # type: ignore[no-untyped-def]
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.02)
+from .conftest import chunks, pcm16k, wait_for
 
 
 async def test_streaming_session_gives_partials_then_final(sphinx_pool: EnginePool) -> None:

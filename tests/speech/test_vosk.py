@@ -13,7 +13,7 @@ from pbx_router.speech import EnginePool, EngineUnavailable, WorkerLost, build_e
 from pbx_router.speech.engines.vosk_engine import parse_result
 from pbx_router.testing.vosk_server import VoskServer
 
-from .conftest import chunks, pcm16k, vosk_ko_model
+from .conftest import chunks, pcm16k, vosk_ko_model, wait_for
 
 HANGUL = re.compile(r"[\uac00-\ud7a3]")
 
@@ -60,8 +60,8 @@ async def test_vosk_pool_on_threads() -> None:
     async with EnginePool.from_config(engine="vosk", model_path=vosk_ko_model(), workers=2) as pool:
         async with pool.session() as session:
             for chunk in chunks(pcm16k("ko_reservation.wav")):
-                await session.feed(chunk)
-            assert session.partial is not None
+                await session.feed(chunk)  # returns at once: decoding runs on the threads
+            await wait_for(lambda: session.partial is not None and bool(HANGUL.search(session.partial.text)))
             final = await session.finish(timeout=10)
         assert HANGUL.search(final.text)
         assert pool.stats.workers == 2 and pool.stats.busy == 0
