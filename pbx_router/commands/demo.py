@@ -1,8 +1,10 @@
 """``pbx-router demo``: the real daemon against the bundled emulated PBX, with sample calls.
 
 Needs no Asterisk and no database: it starts the Asterisk emulator and an embedded PostgreSQL
-in a temporary directory, runs the daemon exactly as ``run`` would, places a few calls and prints
-what happened to each, as the caller heard it and as the call record says.
+in a temporary directory, runs the daemon exactly as ``run`` would with the example clinic's
+routing rules and the default recogniser, places calls that speak recorded phrases (over real
+RTP), press keys, stay silent or hang up, and prints what happened to each: what the daemon
+heard, which intent and rule decided, and where the caller ended up.
 """
 
 from __future__ import annotations
@@ -10,15 +12,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
+import json
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 DEMO_USER = "pbx-router"
 DEMO_PASSWORD = "demo-secret"
+ROOT = Path(__file__).resolve().parents[2]
+RULES = ROOT / "examples" / "clinic.yaml"
+AUDIO = Path(__file__).resolve().parents[1] / "testing" / "demo_audio"
+NY = dt.timezone(dt.timedelta(hours=-5))
+TUESDAY_MORNING = dt.datetime(2026, 12, 1, 10, 0, tzinfo=NY)
+TUESDAY_NIGHT = dt.datetime(2026, 12, 1, 22, 0, tzinfo=NY)
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -31,40 +41,36 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 @dataclass
 class Scenario:
     title: str
-    caller_number: str
-    caller_name: str
-    place: Callable[[Any], Awaitable[Any]]
-    done: Callable[[Any], bool]
+    number: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    clock: dt.datetime = TUESDAY_MORNING
+    call: Any = None
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from pbx_router import log
 
-    log.configure("info" if args.verbose else "error", json=False)
+    log.configure("info" if args.verbose else "critical", json=False)
     try:
         return asyncio.run(_demo(args))
     except KeyboardInterrupt:
         return 130
 
 
-def _describe(call: Any) -> str:
-    media = [str(p["media_uri"] if isinstance(p, dict) else getattr(p, "media_uri", p)) for p in call.playbacks]
-    heard = ", ".join(m for m in media if not m.startswith("tone:")) or "nothing"
+def _where(call: Any) -> str:
     fate = call.fate
     if fate == "continued":
         ctx, ext, prio = call.continued_to
-        where = f"handed to the dialplan at {ctx},{ext},{prio}"
-    elif fate == "bridged":
-        where = f"talking with {', '.join(sorted(call.bridged_with)) or 'an agent'}"
-    elif fate == "hung_up_by_app":
-        where = "connected to an agent; the agent finished the call"
-    elif fate == "hung_up_by_caller":
-        where = "hung up"
-    elif fate == "stasis_failed":
-        where = "pbx-router was down: Asterisk's dialplan took the call (STASISSTATUS=FAILED)"
-    else:
-        where = fate
-    return f"heard {heard}; {where}"
+        return f"dialplan {ctx},{ext},{prio}"
+    if fate == "bridged":
+        return f"talking with {', '.join(sorted(call.bridged_with)) or 'an agent'}"
+    if fate == "hung_up_by_app":
+        return "call ended by pbx-router (after an agent or a message)"
+    if fate == "hung_up_by_caller":
+        return "caller hung up"
+    if fate == "stasis_failed":
+        return "pbx-router down: Asterisk's own fallback (STASISSTATUS=FAILED)"
+    return str(fate)
 
 
 async def _demo(args: argparse.Namespace) -> int:
@@ -74,82 +80,97 @@ async def _demo(args: argparse.Namespace) -> int:
 
     with contextlib.ExitStack() as stack:
         data_dir = Path(args.keep) if args.keep else Path(stack.enter_context(tempfile.TemporaryDirectory()))
-        print("pbx-router demo: starting the emulated Asterisk 22 and the daemon "
-              "(embedded PostgreSQL in a temporary directory)...", flush=True)
+        print("pbx-router demo: an emulated Asterisk 22, the daemon with the example clinic's rules, the")
+        print("default recogniser (PocketSphinx) and an embedded PostgreSQL in a temporary directory.", flush=True)
         async with AsteriskEmulator(username=DEMO_USER, password=DEMO_PASSWORD) as pbx:
-            pbx.add_context("pbx-router-fallback")
-            pbx.add_context("clinic-frontdesk")
-            pbx.add_endpoint("PJSIP/agent1", AgentBehaviour.answer_then_hangup(answer_after=1.0, talk_seconds=2.0))
-            pbx.add_endpoint("PJSIP/agent2", AgentBehaviour.never_answer())
+            for ctx in ("pbx-router-fallback", "router-queue", "clinic-voicemail", "clinic-after-hours"):
+                pbx.add_context(ctx)
+            for name in ("clinic-emergency-911", "clinic-sorry-say-again", "clinic-keypad-menu",
+                         "clinic-refill-after-hours", "clinic-connecting-on-call"):
+                pbx.sounds[f"custom/{name}"] = 1.5
+            pbx.sounds["hello-world"] = 2.0
+            pbx.add_endpoint("PJSIP/agent3", AgentBehaviour.answer_then_hangup(answer_after=1.0, talk_seconds=2.0))
+            rules = f"rules: {json.dumps(str(RULES))}\n" if RULES.exists() else ""
             cfg = parse_config(
                 f"""
 ari: {{url: "{pbx.base_url}", username: {DEMO_USER}, password: {DEMO_PASSWORD}}}
-data_dir: "{data_dir}"
-calls:
-  greeting: [sound:hello-world]
-  default_route: {{type: endpoint, endpoint: PJSIP/agent1, timeout: 10}}
-  fallback: {{context: pbx-router-fallback}}
+data_dir: {json.dumps(str(data_dir))}
+{rules}speech: {{workers: 2, expected_sessions: 4, no_input_ms: 3000}}
+calls: {{greeting: [sound:hello-world], fallback: {{context: pbx-router-fallback}}}}
 shutdown: {{drain_timeout: 5}}
 """,
                 "demo-config.yaml",
                 env={},
             )
 
-            # 1. A call while the daemon is not running yet: the dialplan still reaches a human.
-            results: list[tuple[str, str, Any]] = []
-            early = await pbx.place_call(caller_number="+15550100001", caller_name="Early Caller", dialled="100")
-            await early.wait_for(lambda c: c.fate == "stasis_failed", timeout=10)
-            results.append(("Call while pbx-router is down", "+15550100001", early))
+            early = Scenario("Call while pbx-router is down", "+15550100001")
+            early.call = await pbx.place_call(caller_number=early.number, dialled="100")
+            await early.call.wait_for(lambda c: c.fate == "stasis_failed", timeout=10)
 
             app = App(cfg, install_signals=False)
             daemon = asyncio.create_task(app.run(), name="daemon")
+            scenarios = [early]
             try:
-                await _wait(lambda: daemon.done() or (app.stream is not None and app.stream.ready.is_set()), 60)
+                await _wait(lambda: daemon.done() or (app.stream is not None and app.stream.ready.is_set()), 120)
                 if daemon.done():
                     daemon.result()
-                print("daemon ready: attached to the emulated Asterisk over ARI\n", flush=True)
-
-                pat = await pbx.place_call(caller_number="+15550100002", caller_name="Pat Doe", dialled="100")
-                sam = await pbx.place_call(caller_number="+15550100003", caller_name="Sam Roe", dialled="100",
-                                           hangup_after=0.3)
-                await pat.wait_for(lambda c: c.fate in ("hung_up_by_app", "hung_up_by_caller", "continued"), 30)
-                await sam.wait_for(lambda c: c.fate == "hung_up_by_caller", 30)
-                results.append(("Caller routed to the front desk (agent1)", "+15550100002", pat))
-                results.append(("Caller hangs up during the greeting", "+15550100003", sam))
-
-                # agent1 stops answering: route to agent2, who never answers -> fallback to a human
-                app.supervisor.router._route = app.supervisor.router._route.__class__(  # type: ignore[union-attr]
-                    "endpoint", endpoint="PJSIP/agent2", timeout=2, reason="demo: agent2 on duty")
-                alex = await pbx.place_call(caller_number="+15550100004", caller_name="Alex Poe", dialled="100")
-                await alex.wait_for(lambda c: c.fate == "continued", 30)
-                results.append(("Agent never answers: safe fallback", "+15550100004", alex))
+                print("daemon ready: attached to the emulated Asterisk over ARI; placing calls...\n", flush=True)
+                day = [
+                    Scenario("Says 'I need to refill my prescription'", "+15550100002",
+                             {"audio": AUDIO / "refill_01.wav", "audio_at": 0.6}),
+                    Scenario("Asks for the nurse (noisy line)", "+15550100003",
+                             {"audio": AUDIO / "nurse_02.wav", "audio_at": 0.6}),
+                    Scenario("Presses 4 during the greeting", "+15550100004", {"dtmf": [(0.8, "4")]}),
+                    Scenario("Says nothing at all", "+15550100005"),
+                    Scenario("Hangs up during the greeting", "+15550100006", {"hangup_after": 0.5}),
+                ]
+                night = [
+                    Scenario("At 22:00: 'I have chest pain'", "+15550100007",
+                             {"audio": AUDIO / "emergency_01.wav", "audio_at": 0.6}, TUESDAY_NIGHT),
+                    Scenario("At 22:00: asks for a refill", "+15550100008",
+                             {"audio": AUDIO / "refill_02.wav", "audio_at": 0.6}, TUESDAY_NIGHT),
+                ]
+                for batch in (day, night):
+                    if app.brain is not None:
+                        clock = batch[0].clock
+                        app.brain.clock = lambda clock=clock: clock
+                    for s in batch:
+                        s.call = await pbx.place_call(caller_number=s.number, dialled="100", **s.kwargs)
+                    await asyncio.gather(*[
+                        s.call.wait_for(lambda c: c.fate not in ("in_stasis", "bridged"), timeout=60)
+                        for s in batch
+                    ], return_exceptions=True)
+                    scenarios += batch
             finally:
                 app.request_stop()
-                await asyncio.wait_for(daemon, timeout=30)
-
-            print(f"{'scenario':44} {'caller':14} what happened")
-            print("-" * 110)
-            for title, number, call in results:
-                print(f"{title:44} {number:14} {_describe(call)}")
-            print()
-            await _print_records(app, cfg, data_dir)
+                await asyncio.wait_for(daemon, timeout=60)
+            await _report(scenarios, cfg, data_dir)
     return 0
 
 
-async def _print_records(app: Any, cfg: Any, data_dir: Path) -> None:
+async def _report(scenarios: list[Scenario], cfg: Any, data_dir: Path) -> None:
     from pbx_router.store import Store
 
     store = await Store.open(cfg.database.url, data_dir)
     try:
-        rows = await store.calls.list(limit=20)
-        print(f"call records in PostgreSQL ({len(rows)}):")
-        for r in sorted(rows, key=lambda r: r.started_at):
-            print(f"  {r.caller_number:14} dialled {r.dialled:5} outcome={r.outcome}")
+        rows = {r.channel_id: r for r in await store.calls.list(limit=100)}
     finally:
         await store.close()
-    rec = app.recorder.stats if app.recorder is not None else None
-    if rec is not None:
-        print(f"recorder: {rec}")
+    for s in scenarios:
+        clock = s.clock.strftime("%a %H:%M")
+        print(f"* {s.title}  [{s.number}, clinic time {clock}]")
+        r = rows.get(s.call.channel_id)
+        if r is not None:
+            route = r.route or {}
+            heard = r.transcript or "(nothing)"
+            print(f"    heard: {heard!r}   intent: {r.intent or '-'}   rule: {route.get('rule', '-')}")
+            if route.get("reason"):
+                print(f"    why:   {route['reason']}")
+        played = [p.media_uri for p in s.call.playbacks if not p.media_uri.startswith("tone:")]
+        print(f"    heard from us: {', '.join(played) or 'nothing'}")
+        outcome = f"   (record: {r.outcome})" if r is not None else "   (no record: never reached pbx-router)"
+        print(f"    ended: {_where(s.call)}{outcome}\n")
+    print(f"{len(rows)} call records read back from PostgreSQL.")
 
 
 async def _wait(predicate: Callable[[], bool], timeout: float) -> None:
