@@ -90,6 +90,7 @@ calls:
   greeting_timeout: {hold + 60}
   default_route: {{type: dialplan, context: bench-routed}}
   max_concurrent: 100000
+admin: {{enabled: false}}
 """,
             "bench.yaml",
             env={},

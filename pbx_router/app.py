@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from pbx_router.admin import InMemoryBackend
 from pbx_router.ari import AriClient, Backoff, EventStream
 from pbx_router.calls.call import CallSummary, Route
 from pbx_router.calls.supervisor import CallSupervisor, FlowSettings, StaticRouter
@@ -25,6 +26,11 @@ from pbx_router.config import Config, DialplanTarget
 from pbx_router.log import get_logger
 
 log = get_logger("pbx_router.app")
+
+try:  # the store's error type, without importing asyncpg at module import time
+    from pbx_router.store.errors import StoreError as StoreErrorLike
+except ImportError:  # pragma: no cover
+    StoreErrorLike = ConnectionError  # type: ignore[misc, assignment]
 
 
 def route_from_target(target: Any, reason: str) -> Route:
@@ -45,6 +51,89 @@ class RecorderSink:
         self._recorder.submit(self._record_cls(**asdict(summary)))
 
 
+class LazyOverrideRepository:
+    """Records overrides in PostgreSQL, opening the store on first use."""
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+
+    async def _repo(self) -> Any:
+        from pbx_router.store.overrides import OverrideRepository
+
+        try:
+            store = await self._app.get_store()
+        except ConnectionError as exc:
+            from pbx_router.store import StoreError
+
+            raise StoreError(str(exc)) from exc
+        return OverrideRepository(store.pool)
+
+    async def save(self, override: Any) -> bool:
+        return bool(await (await self._repo()).save(override))
+
+    async def cancel(self, override_id: str, author: str, reason: str, at: datetime) -> bool:
+        return bool(await (await self._repo()).cancel(override_id, author, reason, at))
+
+    async def active(self, now: datetime) -> list[Any]:
+        return list(await (await self._repo()).active(now))
+
+
+class DaemonBackend(InMemoryBackend):
+    """The admin API's view of the live daemon: calls, queues, agents, status, overrides."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        rules = app.config.rules
+        super().__init__(recorder=LazyOverrideRepository(app), on_change=self._changed,
+                         rules_reload=app.reload_rules if rules else None)
+
+    def _changed(self, overrides: Any) -> None:
+        svc = getattr(self.app.brain, "queue_service", None)
+        if svc is not None and hasattr(svc, "set_overrides"):
+            svc.set_overrides(overrides)
+
+    def status(self) -> dict[str, Any]:
+        app = self.app
+        stream = app.stream
+        self.ready = bool(stream is not None and stream.ready.is_set())
+        self.ari = {"state": stream.state.value if stream else "stopped",
+                    **(asdict(stream.stats) if stream else {})}
+        self.calls = self.calls_view()
+        if app.recorder is not None:
+            self.recorder_stats = asdict(app.recorder.stats)
+        if app.rules is not None:
+            self.rules_status = dict(app.rules.status.to_dict()) if hasattr(app.rules, "status") else None
+        out = super().status()
+        if app.supervisor is not None:
+            out["calls"] = asdict(app.supervisor.stats)
+        if app.speech is not None:
+            out["speech"] = asdict(app.speech.stats)
+        return out
+
+    def calls_view(self) -> list[dict[str, Any]]:
+        sup = self.app.supervisor
+        if sup is None:
+            return []
+        out = []
+        for call in list(sup.calls.values()):
+            s = call.summary
+            out.append({
+                "call_id": call.call_id, "channel_id": call.channel_id, "caller_number": s.caller_number,
+                "caller_name": s.caller_name, "dialled": s.dialled, "started_at": s.started_at.isoformat(),
+                "answered_at": s.answered_at.isoformat() if s.answered_at else None, "intent": s.intent,
+                "rule": (s.route or {}).get("rule"), "outcome": s.outcome, "adopted": call.adopted,
+            })
+        return out
+
+    def queues_view(self) -> list[dict[str, Any]]:
+        svc = getattr(self.app.brain, "queue_service", None)
+        return list(svc.queues_view()) if svc is not None else super().queues_view()
+
+    def agents_view(self) -> list[dict[str, Any]]:
+        svc = getattr(self.app.brain, "queue_service", None)
+        return list(svc.agents_view()) if svc is not None else super().agents_view()
+
+
 class App:
     def __init__(self, config: Config, *, install_signals: bool = True) -> None:
         self.config = config
@@ -60,9 +149,9 @@ class App:
         self.speech: Any = None
         self.brain: Any = None
         self._reload_task: asyncio.Task[Any] | None = None
-        from pbx_router.queues.overrides import OverrideSet
-
-        self.overrides = OverrideSet()
+        self._store_lock = asyncio.Lock()
+        self.admin: Any = None  # the admin API's backend (live views + staff overrides)
+        self.admin_url: str | None = None
         # Optional call services built at start (see _build_services), run in the top TaskGroup.
         self.services: list[Any] = []
 
@@ -89,6 +178,7 @@ class App:
             max_concurrent=cfg.calls.max_concurrent,
         )
         router = StaticRouter(route_from_target(cfg.calls.default_route, "default route (no rules configured)"))
+        self.admin = DaemonBackend(self)
         self.brain = await self._build_brain(cfg)
         self.supervisor = supervisor = CallSupervisor(ari, router, settings, RecorderSink(recorder, CallRecord),
                                                       brain=self.brain)
@@ -116,12 +206,16 @@ class App:
                     tg.create_task(svc.run(), name=f"service-{type(svc).__name__}")
                     for svc in self.services if hasattr(svc, "run")
                 ]
+                admin_server = await self._start_admin(cfg)
+                tg.create_task(self._restore_overrides(), name="overrides-restore")
                 self.started.set()
                 log.info("daemon_started", ari=cfg.ari.url, app=cfg.ari.app)
                 await self.stopping.wait()
                 log.info("daemon_stopping")
                 # Stage 1+2: refuse new calls, let in-flight ones finish routing (events still flow).
                 await supervisor.drain(cfg.shutdown.drain_timeout)
+                if admin_server is not None:
+                    await admin_server.stop()
                 # Stage 3: stop listening to Asterisk.
                 stream_task.cancel()
                 if watch_task is not None:
@@ -140,24 +234,53 @@ class App:
             await self.aclose()
             log.info("daemon_stopped")
 
-    def _store_factory(self, cfg: Config, data_dir: Path) -> Callable[[], Awaitable[Any]]:
+    async def get_store(self) -> Any:
+        """The store, opened on first use. A database that is down at start (or a slow embedded
+        start) never delays answering calls: whoever needs it first waits, calls do not."""
         from pbx_router.store import Store, StoreError
 
-        lock = asyncio.Lock()
+        async with self._store_lock:
+            if self.store is None:
+                cfg = self.config
+                try:
+                    self.store = await Store.open(cfg.database.url, Path(cfg.data_dir),
+                                                  max_size=cfg.database.pool_max)
+                except StoreError as exc:
+                    # Callers treat connection errors as "database down, retry later".
+                    raise ConnectionError(str(exc)) from exc
+        return self.store
 
+    def _store_factory(self, cfg: Config, data_dir: Path) -> Callable[[], Awaitable[Any]]:
         async def connect() -> Any:
-            # Opened lazily by the recorder's writer: a database that is down at start (or a
-            # slow embedded start) never delays answering calls; records wait in the spool.
-            async with lock:
-                if self.store is None:
-                    try:
-                        self.store = await Store.open(cfg.database.url, data_dir, max_size=cfg.database.pool_max)
-                    except StoreError as exc:
-                        # The recorder treats connection errors as "database down, spool and retry".
-                        raise ConnectionError(str(exc)) from exc
-            return await self.store.connect()
+            store = await self.get_store()
+            return await store.connect()
 
         return connect
+
+    async def _start_admin(self, cfg: Config) -> Any:
+        if not cfg.admin.enabled:
+            return None
+        from pbx_router.admin import AdminServer
+
+        server = AdminServer(self.admin, host=cfg.admin.host, port=cfg.admin.port, token=cfg.admin.token)
+        await server.start()
+        self.admin_url = server.url
+        log.info("admin_api_listening", url=server.url)
+        return server
+
+    async def _restore_overrides(self) -> None:
+        """Staff overrides still in force survive a restart (read once the database is up)."""
+        delay = 0.5
+        while True:
+            try:
+                restored = await self.admin.restore()
+                if restored:
+                    log.info("overrides_restored", count=len(restored))
+                return
+            except (ConnectionError, OSError, StoreErrorLike) as exc:
+                log.warning("overrides_restore_retry", error=str(exc)[:200])
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
 
     async def aclose(self) -> None:
         if self.store is not None:
@@ -218,7 +341,7 @@ class App:
             rules=self.rules, speech=speech, ports=ports,
             media=MediaSettings(rtp_host=cfg.media.rtp_host, format=cfg.media.format, endpointer=endpointer),
             caller_facts=caller_facts,
-            overrides=lambda now: self.overrides.for_rules(now),
+            overrides=lambda now: self.admin.overrides.for_rules(now) if self.admin is not None else (),
             no_input_timeout=cfg.speech.no_input_ms / 1000,
         )
         return brain

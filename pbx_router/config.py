@@ -135,9 +135,16 @@ class SpeechConfig(_Section):
 
 class AdminConfig(_Section):
     enabled: bool = True
-    host: str = "127.0.0.1"
+    host: str = Field("127.0.0.1", description="loopback only; other addresses are refused")
     port: int = Field(8089, ge=0, le=65535)
     token: str = Field("", description=f"bearer token for the admin API; or {ENV_ADMIN_TOKEN}")
+
+    @field_validator("host")
+    @classmethod
+    def _loopback(cls, v: str) -> str:
+        if v not in ("127.0.0.1", "::1", "localhost"):
+            raise ValueError("the admin API binds to loopback only (127.0.0.1, ::1, localhost)")
+        return v
 
 
 class Config(_Section):
@@ -153,6 +160,14 @@ class Config(_Section):
     rules: str | None = Field(None, description="path of the routing rules YAML (relative to this file)")
 
     source: str | None = Field(None, exclude=True, description="file this was loaded from")
+
+    def problems(self) -> list[tuple[tuple[str, ...], str]]:
+        """Cross-field problems pydantic cannot see field by field: (path, message)."""
+        out: list[tuple[tuple[str, ...], str]] = []
+        if self.admin.enabled and not self.admin.token:
+            out.append((("admin", "token"), f"required when the admin API is enabled (or set {ENV_ADMIN_TOKEN}; "
+                                            "or admin: {enabled: false})"))
+        return out
 
     @property
     def data_path(self) -> Path:
@@ -262,6 +277,13 @@ def parse_config(text: str, filename: str = "<config>", env: Mapping[str, str] |
                 msg = "unknown field (typo?)"
             errors.append(f"{filename}:{line}:{col}: {_format_loc(loc)}: {msg}")
         raise ConfigError(errors) from None
+    problems = cfg.problems()
+    if problems:
+        errors = []
+        for loc, msg in problems:
+            line, col = _locate(positions, loc)
+            errors.append(f"{filename}:{line}:{col}: {_format_loc(loc)}: {msg}")
+        raise ConfigError(errors)
     return cfg.model_copy(update={"source": filename})
 
 

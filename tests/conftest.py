@@ -69,6 +69,8 @@ shutdown:
   drain_timeout: 3
 {extra}
 """
+    if "admin:" not in extra:
+        text += "admin: {enabled: false}\n"
     return parse_config(text, "test-config.yaml", env={})
 
 

@@ -98,6 +98,7 @@ data_dir: {json.dumps(str(data_dir))}
 {rules}speech: {{workers: 2, expected_sessions: 4, no_input_ms: 3000}}
 calls: {{greeting: [sound:hello-world], fallback: {{context: pbx-router-fallback}}}}
 shutdown: {{drain_timeout: 5}}
+admin: {{enabled: false}}
 """,
                 "demo-config.yaml",
                 env={},

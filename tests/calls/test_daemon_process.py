@@ -34,6 +34,7 @@ calls:
   default_route: {route}
   fallback: {{context: pbx-router-fallback}}
 shutdown: {{drain_timeout: 5}}
+admin: {{enabled: false}}
 """
     )
     return path
@@ -161,7 +162,7 @@ async def test_wrong_ari_credentials_never_ready_and_never_crash(
 
     cfg = parse_config(
         f'ari: {{url: "{pbx.base_url}", password: nope, reconnect_min: 0.05, reconnect_max: 0.2}}\n'
-        f'database: {{url: "{database_url}"}}\ndata_dir: "{tmp_path}"\n',
+        f'database: {{url: "{database_url}"}}\ndata_dir: "{tmp_path}"\nadmin: {{enabled: false}}\n',
         env={},
     )
     app = App(cfg, install_signals=False)

@@ -167,3 +167,28 @@ def _listener(daemon: Any, channel_id: str) -> Any:
     flow = daemon.supervisor.flows.get(channel_id)
     listener = getattr(getattr(flow, "conversation", None), "listener", None)
     return listener if listener is not None and listener.endpoint is not None else None
+
+
+async def test_staff_override_takes_effect_for_the_next_call(
+    clinic_pbx: AsteriskEmulator, start_daemon: DaemonFactory
+) -> None:
+    import aiohttp
+
+    daemon = await start_daemon(LISTENING + "admin: {port: 0, token: s3cret}\n")
+    daemon.app.brain.clock = lambda: dt.datetime.now(dt.timezone.utc)
+    url = daemon.app.admin_url
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/api/overrides") as resp:
+            assert resp.status == 401  # no token, no service
+        headers = {"Authorization": "Bearer s3cret"}
+        body = {"kind": "redirect_intent", "scope": "prescription_refill", "target": "frontdesk",
+                "author": "Dana (front desk)", "reason": "pharmacist out sick", "ttl_minutes": 60}
+        async with http.post(f"{url}/api/overrides", json=body, headers=headers) as resp:
+            assert resp.status == 201, await resp.text()
+        # The very next call: "2" is the refill key, and refills now go to the front desk.
+        call = await clinic_pbx.place_call(caller_number="+15554000008", dialled="100", dtmf=[(0.5, "2")])
+        await call.wait_for(lambda c: c.fate == "continued", timeout=20)
+        assert call.continued_to == ("router-queue", "frontdesk", 1)
+        async with http.get(f"{url}/api/status", headers=headers) as resp:
+            status = await resp.json()
+        assert status["ready"] is True and status["overrides_active"] == 1

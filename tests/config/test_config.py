@@ -45,6 +45,16 @@ def test_every_error_is_reported_at_once_with_its_line(tmp_path: Path) -> None:
     assert any(e.startswith(f"{f}:6:35: calls.default_route.endpoint:") for e in errors)
     assert any(e.startswith(f"{f}:8:3: media.rtp_port_min:") for e in errors)
 
+    # Once those are fixed: the admin API is on by default and needs a token.
+    fixed = "ari: {url: http://127.0.0.1:8088}\n"
+    with pytest.raises(ConfigError) as info2:
+        parse_config(fixed, "x.yaml", env={})
+    assert info2.value.errors == [
+        "x.yaml:1:1: admin.token: required when the admin API is enabled (or set PBX_ROUTER_ADMIN_TOKEN; "
+        "or admin: {enabled: false})"
+    ]
+    assert parse_config(fixed, "x.yaml", env={"PBX_ROUTER_ADMIN_TOKEN": "t"}).admin.token == "t"
+
 
 def test_yaml_syntax_error_points_at_the_line() -> None:
     with pytest.raises(ConfigError) as info:
@@ -54,7 +64,7 @@ def test_yaml_syntax_error_points_at_the_line() -> None:
 
 def test_secrets_come_from_the_environment() -> None:
     cfg = parse_config(
-        "ari: {password: from-file}\n",
+        "ari: {password: from-file}\nadmin: {enabled: false}\n",
         env={"PBX_ROUTER_ARI_PASSWORD": "from-env", "PBX_ROUTER_DATABASE_URL": "postgresql://db/x"},
     )
     assert cfg.ari.password == "from-env"
