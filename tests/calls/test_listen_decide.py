@@ -192,3 +192,27 @@ async def test_staff_override_takes_effect_for_the_next_call(
         async with http.get(f"{url}/api/status", headers=headers) as resp:
             status = await resp.json()
         assert status["ready"] is True and status["overrides_active"] == 1
+
+
+async def test_rules_reload_swaps_atomically_and_rejects_a_broken_file(
+    clinic_pbx: AsteriskEmulator, start_daemon: DaemonFactory, tmp_path: Path
+) -> None:
+    rules = tmp_path / "clinic.yaml"
+    original = RULES.read_text()
+    rules.write_text(original)
+    daemon = await start_daemon(LISTENING.replace(str(RULES), str(rules)))
+    daemon.app.brain.clock = lambda: OPEN
+    # The admin changes billing (digit 5) to go to the front desk, and reloads (as SIGHUP does).
+    rules.write_text(original.replace("then: {target: billing}", "then: {target: frontdesk}"))
+    status = await daemon.app.reload_rules()
+    assert status["ok"] is True
+    call = await clinic_pbx.place_call(caller_number="+15554000009", dialled="100", dtmf=[(0.5, "5")])
+    await call.wait_for(lambda c: c.fate == "continued", timeout=20)
+    assert call.continued_to == ("router-queue", "frontdesk", 1)
+    # A typo: rejected with its errors, the previous rules stay in force.
+    rules.write_text(original.replace("rules:\n", "rules:\n  - name: broken\n    then: {target: nowhere}\n", 1))
+    status = await daemon.app.reload_rules()
+    assert status["ok"] is False and any("nowhere" in e for e in status["errors"])
+    call = await clinic_pbx.place_call(caller_number="+15554000010", dialled="100", dtmf=[(0.5, "5")])
+    await call.wait_for(lambda c: c.fate == "continued", timeout=20)
+    assert call.continued_to == ("router-queue", "frontdesk", 1)
