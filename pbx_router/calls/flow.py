@@ -183,6 +183,10 @@ class CallFlow:
             call.summary.outcome = "bridged:adopted"
             await self.talk(call.resume_talk_leg)
             return
+        if call.adopted:
+            for handler in getattr(self.registrar, "adoption_handlers", ()):
+                if await handler(self):
+                    return
         if self.brain is not None:
             from pbx_router.calls.conversation import Conversation
 

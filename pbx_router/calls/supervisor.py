@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -87,6 +87,9 @@ class CallSupervisor:
         # get events no call claimed, and run after every resync to reconcile their state.
         self.unclaimed_handlers: list[Callable[[ev.Event], bool]] = []
         self.resync_hooks: list[Callable[[list[Channel], list[Any]], Any]] = []
+        # Asked, in order, to take over an adopted caller (e.g. one who was waiting in a queue);
+        # the first that returns True has handled the call.
+        self.adoption_handlers: list[Callable[[CallFlow], Awaitable[bool]]] = []
 
     # --- registry ----------------------------------------------------------------------------
 

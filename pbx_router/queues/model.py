@@ -26,7 +26,8 @@ from pydantic import (
     model_validator,
 )
 
-from pbx_router.rules.yamlpos import YamlSyntaxError, load_located
+# rules.yamlpos is imported inside parse_queues_section: the rules file schema embeds these
+# models, so importing the rules package from here at module level would be circular.
 
 StrategyName = Literal["ring_all", "longest_idle", "round_robin", "fewest_calls", "skills"]
 Presence = Literal["logged_in", "paused", "logged_out"]
@@ -163,6 +164,25 @@ class AgentConfig(_Model):
         return value
 
 
+def names_from_keys(value: Any) -> Any:
+    """``queues: {frontdesk: {...}}`` reads better than repeating the name: copy key -> name (and
+    agent key -> ``PJSIP/<key>`` endpoint). Used by this section and by the rules file."""
+    if isinstance(value, dict):
+        value = dict(value)
+        queues = value.get("queues")
+        if isinstance(queues, dict):
+            value["queues"] = {
+                k: ({"name": str(k), **q} if isinstance(q, dict) else ({"name": str(k)} if q is None else q))
+                for k, q in queues.items()
+            }
+        agents = value.get("agents")
+        if isinstance(agents, dict):
+            value["agents"] = {
+                k: ({"endpoint": f"PJSIP/{k}", **a} if isinstance(a, dict) else a) for k, a in agents.items()
+            }
+    return value
+
+
 class QueuesSection(_Model):
     """Both sections together, cross-checked: agents name real queues, overflows name real queues."""
 
@@ -172,21 +192,7 @@ class QueuesSection(_Model):
     @model_validator(mode="before")
     @classmethod
     def _names_from_keys(cls, value: Any) -> Any:
-        # `queues: {frontdesk: {...}}` reads better than repeating the name; copy key -> name.
-        if isinstance(value, dict):
-            value = dict(value)
-            queues = value.get("queues")
-            if isinstance(queues, dict):
-                value["queues"] = {
-                    k: ({"name": str(k), **q} if isinstance(q, dict) else ({"name": str(k)} if q is None else q))
-                    for k, q in queues.items()
-                }
-            agents = value.get("agents")
-            if isinstance(agents, dict):
-                value["agents"] = {
-                    k: ({"endpoint": f"PJSIP/{k}", **a} if isinstance(a, dict) else a) for k, a in agents.items()
-                }
-        return value
+        return names_from_keys(value)
 
     @model_validator(mode="after")
     def _cross_check(self) -> QueuesSection:
@@ -241,6 +247,8 @@ class QueuesConfigError(ValueError):
 def parse_queues_section(raw: bytes | str, filename: str = "<queues>") -> QueuesSection:
     """Read the ``queues:``/``agents:`` sections of a YAML document (other sections are ignored:
     they belong to the rules loader). Raises QueuesConfigError with positions."""
+    from pbx_router.rules.yamlpos import YamlSyntaxError, load_located
+
     if isinstance(raw, str):
         raw = raw.encode("utf-8")
     if len(raw) > MAX_SECTION_BYTES:

@@ -333,7 +333,8 @@ class Dispatcher:
         state = self.pool.get(agent)
         queue = state.on_call_queue or ""
         q = self.queues.get(queue)
-        wrapup = q.config.wrapup_s if q else 0.0
+        # ``is not None``: a QueueState with nobody waiting is falsy (it has __len__).
+        wrapup = q.config.wrapup_s if q is not None else 0.0
         if q is not None:
             q.record_handle(max(0.0, now - state.answered_at) + wrapup)
         state.on_call_with = state.on_call_queue = None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -18,6 +19,7 @@ from pydantic import ValidationError
 
 from pbx_router.intents.matcher import IntentMatcher
 from pbx_router.intents.spec import IntentSpec
+from pbx_router.queues.model import QueuesSection
 from pbx_router.rules.calendar import Calendar
 from pbx_router.rules.decision import Target
 from pbx_router.rules.engine import (
@@ -76,6 +78,14 @@ class RuleSet:
     @cached_property
     def matcher(self) -> IntentMatcher:
         return IntentMatcher(self)
+
+    @cached_property
+    def queues_section(self) -> QueuesSection | None:
+        """The daemon-owned queues and agents (already cross-checked), or None when the file
+        defines no queues (queue targets then go to Asterisk's own Queue())."""
+        if not self.spec.queues:
+            return None
+        return QueuesSection.model_validate({"queues": dict(self.spec.queues), "agents": dict(self.spec.agents)})
 
 
 def load_rules(path: str | Path) -> RuleSet:
@@ -330,6 +340,8 @@ def _cross_check(
                 )
                 break
 
+    _check_queues(spec, err, warn)
+
     if not any(i.urgency == "emergency" for i in spec.intents.values()):
         warn(
             ("intents",),
@@ -344,6 +356,40 @@ def _cross_check(
                 ("intents", name),
                 f"intent '{name}' is not named by any rule; those calls reach the generic rules/fallback",
             )
+
+
+def _check_queues(
+    spec: RulesFile,
+    err: Callable[[tuple[Any, ...], str], None],
+    warn: Callable[[tuple[Any, ...], str], None],
+) -> None:
+    """The ``queues:``/``agents:`` sections against each other and against ``targets:``."""
+    if not spec.queues and not spec.agents:
+        return
+    try:
+        QueuesSection.model_validate({"queues": dict(spec.queues), "agents": dict(spec.agents)})
+    except ValidationError as exc:
+        for e in exc.errors(include_url=False):
+            # Cross-checks come as "dotted.path: message; dotted.path: message".
+            for problem in str(e["msg"]).removeprefix("Value error, ").split("; "):
+                where, sep, msg = problem.partition(": ")
+                if sep and where.startswith(("queues.", "agents.")):
+                    err(tuple(where.split(".")), msg)
+                else:
+                    err(("queues",), problem)
+    for name, queue in spec.queues.items():
+        for label in ("overflow_on_time", "overflow_on_length"):
+            overflow = getattr(queue, label)
+            if overflow is not None and overflow.target is not None and overflow.target not in spec.targets:
+                err(("queues", name, label, "target"), f"undefined target '{overflow.target}'")
+    if not spec.agents:
+        warn(("queues",), "daemon-owned queues have no agents: every caller will wait until overflow")
+    for tname, target in spec.targets.items():
+        if target.queue is not None and spec.queues and target.queue not in spec.queues:
+            warn(("targets", tname), f"queue '{target.queue}' is not under queues: it goes to Asterisk's Queue()")
+    for name in spec.queues:
+        if not any(a for a in spec.agents.values() if name in a.queues):
+            warn(("queues", name), f"queue '{name}' has no agents")
 
 
 def _shadows(earlier: dict[str, Any], later: dict[str, Any]) -> bool:

@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from pbx_router.intents.spec import IntentSpec, Urgency, _listify
+from pbx_router.queues.model import AgentConfig, QueueConfig, names_from_keys
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -396,6 +397,19 @@ class RulesFile(_Model):
         min_length=1,
         description="Ordered; the first rule whose conditions all hold wins.",
     )
+    queues: dict[Text, QueueConfig] = Field(
+        default_factory=dict,
+        description="Daemon-owned queues (holding bridge, music, agents rung by pbx-router). A queue"
+        " target not listed here goes to Asterisk's own Queue() in the router-queue context.",
+    )
+    agents: dict[Text, AgentConfig] = Field(
+        default_factory=dict, description="Agent phones of the daemon-owned queues, with their queues and skills.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _queue_names_from_keys(cls, value: Any) -> Any:
+        return names_from_keys(value)
 
     @field_validator("intents")
     @classmethod

@@ -36,7 +36,30 @@ def clinic_pbx(pbx: AsteriskEmulator) -> AsteriskEmulator:
     pbx.sounds["hello-world"] = 2.5
     for ctx in ("router-queue", "clinic-voicemail", "clinic-after-hours"):
         pbx.add_context(ctx)
+    # The clinic's staff phones (examples/clinic.yaml agents): everybody picks up quickly.
+    for n in (1, 2, 3):
+        pbx.add_endpoint(f"PJSIP/agent{n}", AgentBehaviour.answer_after(0.3))
     return pbx
+
+
+def agent_of(pbx: AsteriskEmulator, call: Any) -> str | None:
+    """The staff endpoint the caller is talking to, if any."""
+    for n in (1, 2, 3):
+        ep = f"PJSIP/agent{n}"
+        if any(leg.channel_id in call.bridged_with for leg in pbx.endpoint(ep).channels):
+            return ep
+    return None
+
+
+async def served_by(pbx: AsteriskEmulator, call: Any, db_url: str | None = None, timeout: float = 30) -> tuple[str, Any]:
+    await call.wait_for(lambda c: c.fate == "bridged", timeout=timeout)
+    agent = agent_of(pbx, call)
+    assert agent is not None
+    await call.hangup()
+    row = None
+    if db_url is not None:
+        row = await eventually(lambda: record_of(db_url, call.channel_id), timeout=10, what="call record")
+    return agent, row
 
 
 async def start_clinic_daemon(start_daemon: DaemonFactory, at: dt.datetime) -> Any:
@@ -61,18 +84,18 @@ async def test_refill_request_in_open_hours_goes_to_the_pharmacy(
     daemon = await start_clinic_daemon(start_daemon, OPEN)
     call = await clinic_pbx.place_call(caller_number="+15554000001", dialled="100", audio=AUDIO / "refill_01.wav",
                                        audio_at=0.5)
-    await call.wait_for(lambda c: c.fate == "continued", timeout=30)
-    assert call.continued_to == ("router-queue", "pharmacy", 1)
-    row = await eventually(lambda: record_of(database_url, call.channel_id), timeout=10, what="call record")
+    # The pharmacy queue is staffed by agent2 (examples/clinic.yaml): the caller is bridged there.
+    agent, row = await served_by(clinic_pbx, call, database_url)
+    assert agent == "PJSIP/agent2"
     assert row["intent"] == "prescription_refill"
     assert "refill" in row["transcript"] and "prescription" in row["transcript"]
-    assert row["outcome"] == "queue:pharmacy:dialplan:router-queue"
+    assert row["outcome"] == "queue:pharmacy:answered"
     # The caller spoke while the greeting played: the greeting was cut short (barge-in).
     greeting = call.playbacks[0]
     assert greeting.media_uri == "sound:hello-world"
     assert greeting.stopped_at - greeting.started_at < 2.4
     # Listening resources were all given back.
-    assert not any(c.startswith("pbxr-") for c in clinic_pbx.channels)
+    await eventually(lambda: not any(c.startswith("pbxr-") for c in clinic_pbx.channels), what="legs released")
     assert daemon.app.brain.ports.in_use == 0
 
 
@@ -106,8 +129,8 @@ async def test_keypad_answers_at_any_moment(clinic_pbx: AsteriskEmulator, start_
     await start_clinic_daemon(start_daemon, OPEN)
     # "2" is the refill digit in clinic.yaml; pressed during the greeting.
     call = await clinic_pbx.place_call(caller_number="+15554000004", dialled="100", dtmf=[(0.8, "2")])
-    await call.wait_for(lambda c: c.fate == "continued", timeout=20)
-    assert call.continued_to == ("router-queue", "pharmacy", 1)
+    agent, _ = await served_by(clinic_pbx, call)
+    assert agent == "PJSIP/agent2"  # the pharmacy line
 
 
 async def test_silence_is_asked_again_then_offered_the_keypad_then_a_person(
@@ -116,8 +139,9 @@ async def test_silence_is_asked_again_then_offered_the_keypad_then_a_person(
     clinic_pbx.sounds["hello-world"] = 0.5
     await start_clinic_daemon(start_daemon, OPEN)
     call = await clinic_pbx.place_call(caller_number="+15554000005", dialled="100")
-    await call.wait_for(lambda c: c.fate == "continued", timeout=40)
-    assert call.continued_to == ("router-queue", "frontdesk", 1)
+    await call.wait_for(lambda c: c.fate == "bridged", timeout=40)
+    assert agent_of(clinic_pbx, call) in ("PJSIP/agent1", "PJSIP/agent2")  # the front desk
+    await call.hangup()
     media = [p.media_uri for p in call.playbacks]
     assert media[:3] == ["sound:hello-world", "sound:custom/clinic-sorry-say-again", "sound:custom/clinic-keypad-menu"]
     row = await eventually(lambda: record_of(database_url, call.channel_id), timeout=10, what="call record")
@@ -159,8 +183,8 @@ async def test_rtp_garbage_is_dropped_and_the_call_continues(
             sock.sendto(payload, ("127.0.0.1", port))
     finally:
         sock.close()
-    await call.wait_for(lambda c: c.fate == "continued", timeout=30)
-    assert call.continued_to == ("router-queue", "billing", 1)
+    agent, _ = await served_by(clinic_pbx, call)
+    assert agent == "PJSIP/agent1"  # billing is staffed by reception 1
 
 
 def _listener(daemon: Any, channel_id: str) -> Any:
@@ -187,8 +211,9 @@ async def test_staff_override_takes_effect_for_the_next_call(
             assert resp.status == 201, await resp.text()
         # The very next call: "2" is the refill key, and refills now go to the front desk.
         call = await clinic_pbx.place_call(caller_number="+15554000008", dialled="100", dtmf=[(0.5, "2")])
-        await call.wait_for(lambda c: c.fate == "continued", timeout=20)
-        assert call.continued_to == ("router-queue", "frontdesk", 1)
+        await call.wait_for(lambda c: c.fate == "bridged", timeout=20)
+        assert daemon.supervisor.calls[call.channel_id].summary.outcome == "queue:frontdesk:answered"
+        await call.hangup()
         async with http.get(f"{url}/api/status", headers=headers) as resp:
             status = await resp.json()
         assert status["ready"] is True and status["overrides_active"] == 1
@@ -207,12 +232,14 @@ async def test_rules_reload_swaps_atomically_and_rejects_a_broken_file(
     status = await daemon.app.reload_rules()
     assert status["ok"] is True
     call = await clinic_pbx.place_call(caller_number="+15554000009", dialled="100", dtmf=[(0.5, "5")])
-    await call.wait_for(lambda c: c.fate == "continued", timeout=20)
-    assert call.continued_to == ("router-queue", "frontdesk", 1)
+    await call.wait_for(lambda c: c.fate == "bridged", timeout=20)
+    assert daemon.supervisor.calls[call.channel_id].summary.outcome == "queue:frontdesk:answered"
+    await call.hangup()
     # A typo: rejected with its errors, the previous rules stay in force.
     rules.write_text(original.replace("rules:\n", "rules:\n  - name: broken\n    then: {target: nowhere}\n", 1))
     status = await daemon.app.reload_rules()
     assert status["ok"] is False and any("nowhere" in e for e in status["errors"])
     call = await clinic_pbx.place_call(caller_number="+15554000010", dialled="100", dtmf=[(0.5, "5")])
-    await call.wait_for(lambda c: c.fate == "continued", timeout=20)
-    assert call.continued_to == ("router-queue", "frontdesk", 1)
+    await call.wait_for(lambda c: c.fate == "bridged", timeout=20)
+    assert daemon.supervisor.calls[call.channel_id].summary.outcome == "queue:frontdesk:answered"
+    await call.hangup()

@@ -1,0 +1,725 @@
+"""Daemon-owned queues on the wire: holding bridges, music on hold, agents rung over ARI, the
+mixing bridge on answer, overflow, and recovery after a daemon restart.
+
+Who does what:
+
+* :class:`QueueService` (one per daemon) owns the pure :class:`~pbx_router.queues.Dispatcher`.
+  Every dispatcher call is synchronous, so the tasks that feed it never interleave inside it.
+  Its ``run()`` task wakes at the dispatcher's next deadline (ring timeouts, maximum waits,
+  announcements, wrap-up ends, override changes) and calls ``step()``.
+* The **caller's own task** runs :meth:`QueueService.serve`: it performs the actions addressed to
+  its caller (they are put on the member's ``pending`` list and the task is woken through its
+  inbox), and it sees its agent legs' events because leg ids follow the supervisor's convention
+  ``pbxr-q<token>-<caller channel id>``.
+
+Asterisk is the source of truth for who waits: the holding bridge ``queue-<name>`` (not
+``pbxr-``-prefixed, so the supervisor's orphan cleanup leaves it alone) lists the callers, and a
+channel variable on each caller (``PBXR_QUEUE=<queue>,<priority>,<joined_at>``) keeps its place.
+A restarted daemon reads both in its resync hook and rebuilds the line in order; no database is
+needed, so queues keep working while PostgreSQL is down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import quote
+
+from pbx_router.ari import AriClient, AriError, AriGone
+from pbx_router.ari import events as ev
+from pbx_router.ari.models import Bridge as AriBridge
+from pbx_router.ari.models import Channel
+from pbx_router.calls.call import RESYNCED, Call, CallerGone, Route
+from pbx_router.calls.flow import ID_PREFIX, CallFlow, bridge_id_for
+from pbx_router.log import get_logger
+from pbx_router.queues import (
+    DEFAULT_PRIORITY,
+    Action,
+    Announce,
+    Bridge,
+    CancelRings,
+    Dispatcher,
+    Overflow,
+    OverrideSet,
+    Queued,
+    QueuesSection,
+    RingAgents,
+)
+from pbx_router.queues.model import PRESENCES
+from pbx_router.rules.facts import QueueFacts
+
+log = get_logger("pbx_router.calls.queueing")
+
+QUEUE_VAR = "PBXR_QUEUE"
+HOLDING_PREFIX = "queue-"
+LEG_TAG = "q"
+#: Wakes a caller's task when actions were queued for it (the actions live on the member).
+QUEUE_WAKE = ev.Event(type="PbxRouterQueueWake")
+# The clock task re-checks at least this often even when nothing is due (cheap, and a safety net).
+MAX_IDLE_S = 1.0
+ADOPTION_WAIT_S = 5.0
+LATENCY_SAMPLES = 100_000
+
+LegOutcome = Literal["busy", "unreachable", "congestion", "rejected", "error", "no_answer"]
+# Q.850 causes of a leg that ended before answering -> what the dispatcher makes of it.
+_CAUSES: dict[int, LegOutcome] = {
+    17: "busy", 18: "no_answer", 19: "no_answer", 16: "no_answer", 21: "rejected",
+    1: "unreachable", 3: "unreachable", 20: "unreachable", 27: "unreachable", 31: "no_answer",
+    34: "congestion", 38: "congestion", 41: "congestion", 42: "congestion",
+}
+
+
+def holding_bridge_id(queue: str) -> str:
+    return f"{HOLDING_PREFIX}{queue}"
+
+
+def agent_leg_id(caller_channel_id: str) -> str:
+    """Unique for ever (Asterisk refuses a reused channel id), owned by the caller's call."""
+    return f"{ID_PREFIX}{LEG_TAG}{uuid.uuid4().hex[:10]}-{caller_channel_id}"
+
+
+def is_agent_leg(channel_id: str) -> bool:
+    return channel_id.startswith(f"{ID_PREFIX}{LEG_TAG}")
+
+
+def format_place(queue: str, priority: int, joined_at: float) -> str:
+    return f"{queue},{priority},{joined_at:.3f}"
+
+
+def parse_place(value: str) -> tuple[str, int, float] | None:
+    """``PBXR_QUEUE`` back into (queue, priority, joined_at); None when malformed."""
+    parts = value.split(",")
+    if len(parts) != 3 or not parts[0]:
+        return None
+    try:
+        joined_at = float(parts[2])
+        priority = int(parts[1])
+    except ValueError:
+        return None
+    return (parts[0], priority, joined_at) if math.isfinite(joined_at) else None
+
+
+@dataclass(eq=False)
+class Member:
+    """One caller known to the queues (waiting, being rung, or talking)."""
+
+    caller_id: str
+    queue: str
+    priority: int
+    joined_at: float
+    call: Call | None = None
+    flow: CallFlow | None = None
+    state: Literal["waiting", "talking", "done"] = "waiting"
+    pending: deque[Action] = field(default_factory=deque)
+    legs: dict[str, str] = field(default_factory=dict)  # leg channel id -> agent endpoint
+    holding: str | None = None  # holding bridge the caller is in
+    mixing_ready: bool = False
+    announcement: str | None = None  # playback id of the announcement playing now
+    t_joined: float = field(default_factory=time.perf_counter)
+    t_answer: float = 0.0  # perf_counter when the answering leg's StasisStart was taken in
+    rung: bool = False
+
+    def leg_of(self, agent: str) -> str | None:
+        return next((leg for leg, a in self.legs.items() if a == agent), None)
+
+
+@dataclass
+class QueueServiceStats:
+    dropped_actions: int = 0  # actions for callers no longer here
+    late_legs_hung_up: int = 0
+    stale_legs_hung_up: int = 0
+    restored: int = 0
+    ari_errors: int = 0
+    decision_to_ringing_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
+    answer_to_bridged_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
+
+
+class _Requeue(Exception):
+    """The caller moves to another daemon-owned queue (overflow), keeping priority and arrival."""
+
+    def __init__(self, queue: str, priority: int, joined_at: float) -> None:
+        super().__init__(queue)
+        self.queue, self.priority, self.joined_at = queue, priority, joined_at
+
+
+class QueueService:
+    """Daemon-owned queues for one daemon. See the module docstring."""
+
+    def __init__(
+        self,
+        ari: AriClient,
+        section: QueuesSection,
+        *,
+        overrides: OverrideSet | None = None,
+        targets: Callable[[], Mapping[str, Any]] = dict,
+        clock: Callable[[], float] = time.time,
+        supervisor_calls: Callable[[], Mapping[str, Call]] = dict,
+    ) -> None:
+        self.ari = ari
+        self.section = section
+        self.clock = clock
+        self._targets = targets
+        self._supervisor_calls = supervisor_calls
+        self.dispatcher = Dispatcher(section, clock(), overrides)
+        self.members: dict[str, Member] = {}
+        self.stats = QueueServiceStats()
+        self._changed = asyncio.Event()
+        self._holding: dict[str, asyncio.Task[None]] = {}  # queue -> bridge ready (created + MOH)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._reconciled_at = -math.inf  # monotonic time of the last resync hook run
+        self._reconciled = asyncio.Condition()
+
+    # --- queries (admin API, rules) ---------------------------------------------------------
+
+    def has_queue(self, name: str) -> bool:
+        return name in self.section.queues
+
+    def facts(self) -> dict[str, QueueFacts]:
+        return self.dispatcher.facts(self.clock())
+
+    def queues_view(self) -> list[dict[str, Any]]:
+        return [s.to_dict() for s in self.dispatcher.snapshots(self.clock()).values()]
+
+    def agents_view(self) -> list[dict[str, Any]]:
+        return self.dispatcher.agents_view(self.clock())
+
+    def calls_view(self) -> list[dict[str, Any]]:
+        return self.dispatcher.calls_view(self.clock())
+
+    def set_presence(self, endpoint: str, presence: str) -> bool:
+        """Staff presence (logged_in / paused / logged_out); False for an unknown agent or value."""
+        if endpoint not in self.dispatcher.pool or presence not in PRESENCES:
+            return False
+        self._push(self.dispatcher.set_presence(endpoint, presence, self.clock()))
+        return True
+
+    def set_overrides(self, overrides: OverrideSet) -> None:
+        """Staff overrides changed (admin API): they act on waiting callers at once."""
+        self._push(self.dispatcher.set_overrides(overrides, self.clock()))
+
+    # --- the clock --------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Drive the dispatcher's timers until cancelled."""
+        try:
+            while True:
+                deadline = self.dispatcher.next_deadline()
+                now = self.clock()
+                wait = MAX_IDLE_S if deadline is None else min(max(0.0, deadline - now), MAX_IDLE_S)
+                self._changed.clear()
+                if wait > 0:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(wait):
+                            await self._changed.wait()
+                self._push(self.dispatcher.step(self.clock()), wake_clock=False)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+
+    def _push(self, actions: Iterable[Action], *, wake_clock: bool = True) -> None:
+        """Hand each action to its caller's task."""
+        for action in actions:
+            member = self.members.get(action.caller_id)
+            if member is None:
+                self.stats.dropped_actions += 1
+                continue
+            member.pending.append(action)
+            if member.call is not None:
+                member.call.deliver(QUEUE_WAKE)
+        if wake_clock:
+            self._changed.set()
+
+    # --- a caller's task --------------------------------------------------------------------
+
+    async def serve(
+        self, flow: CallFlow, queue: str, *, priority: int | None = None, intent: str | None = None,
+        joined_at: float | None = None,
+    ) -> None:
+        """Queue the caller until an agent takes the call (then until either hangs up) or the
+        queue sends them on. Runs in the caller's own task; raises CallerGone if they hang up."""
+        prio = DEFAULT_PRIORITY if priority is None else int(priority)
+        while True:
+            now = self.clock()
+            member = Member(flow.call.channel_id, queue, prio, now if joined_at is None else joined_at,
+                            call=flow.call, flow=flow)
+            self.members[member.caller_id] = member
+            flow.log.info("queue_join", queue=queue, priority=prio, intent=intent)
+            self._push(self.dispatcher.join(member.caller_id, queue, now, priority=prio, joined_at=joined_at))
+            try:
+                await self._serve_member(flow, member)
+                return
+            except _Requeue as move:
+                queue, prio, joined_at = move.queue, move.priority, move.joined_at
+
+    async def resume(self, flow: CallFlow, member: Member) -> None:
+        """A restarted daemon's adopted caller, already back in line by the resync hook."""
+        member.call, member.flow = flow.call, flow
+        flow.log.info("queue_resumed", queue=member.queue)
+        if member.pending:
+            flow.call.deliver(QUEUE_WAKE)
+        try:
+            await self._serve_member(flow, member)
+        except _Requeue as move:
+            await self.serve(flow, move.queue, priority=move.priority, joined_at=move.joined_at)
+
+    async def _serve_member(self, flow: CallFlow, m: Member) -> None:
+        try:
+            terminal = await self._wait_for_outcome(flow, m)
+            if isinstance(terminal, Bridge):
+                await self._connect(flow, m, terminal)
+            else:
+                await self._overflow(flow, m, terminal)
+        finally:
+            await asyncio.shield(self._leave(m))
+
+    async def _wait_for_outcome(self, flow: CallFlow, m: Member) -> Bridge | Overflow:
+        call = flow.call
+
+        def wanted(e: ev.Event) -> bool:
+            if e is QUEUE_WAKE or e is RESYNCED:
+                return True
+            if isinstance(e, ev.PlaybackFinished):
+                return e.playback is not None and e.playback.id == m.announcement
+            return isinstance(e, ev.StasisStart | ev.ChannelDestroyed) and e.channel is not None and is_agent_leg(
+                e.channel.id
+            )
+
+        while True:
+            while m.pending:
+                action = m.pending.popleft()
+                if isinstance(action, Bridge | Overflow):
+                    return action
+                await self._perform(flow, m, action)
+            e = await call.next_event(wanted)
+            if e is RESYNCED:
+                await self._recheck_legs(m)
+            elif isinstance(e, ev.PlaybackFinished):
+                m.announcement = None
+            elif isinstance(e, ev.StasisStart) and e.channel is not None:
+                self._leg_answered(m, e.channel.id)
+            elif isinstance(e, ev.ChannelDestroyed) and e.channel is not None:
+                self._leg_ended(m, e.channel.id, _CAUSES.get(e.cause, "error"))
+
+    def _leg_answered(self, m: Member, leg: str) -> None:
+        agent = m.legs.get(leg)
+        if agent is None:
+            # Cancelled a moment ago, or from a previous life: nobody waits for it.
+            self.stats.late_legs_hung_up += 1
+            self._spawn(self._hangup(leg), f"late-leg-{leg}")
+            return
+        m.t_answer = time.perf_counter()
+        self._push(self.dispatcher.agent_answered(m.caller_id, agent, self.clock()))
+
+    def _leg_ended(self, m: Member, leg: str, outcome: LegOutcome) -> None:
+        agent = m.legs.pop(leg, None)
+        if m.call is not None:
+            m.call.owned_channels.discard(leg)
+        if agent is not None:
+            self._push(self.dispatcher.agent_leg_failed(m.caller_id, agent, self.clock(), outcome))
+
+    async def _recheck_legs(self, m: Member) -> None:
+        """Events were lost while the websocket was down: ask Asterisk how each leg stands."""
+        for leg in list(m.legs):
+            try:
+                chan = await self.ari.get_channel(leg)
+            except AriGone:
+                self._leg_ended(m, leg, "no_answer")
+                continue
+            except AriError:
+                continue
+            if chan.state == "Up" and chan.stasis_app() == self.ari.app:
+                self._leg_answered(m, leg)
+
+    # --- performing actions -----------------------------------------------------------------
+
+    async def _perform(self, flow: CallFlow, m: Member, action: Action) -> None:
+        try:
+            if isinstance(action, Queued):
+                await self._enter_holding(flow, m, action)
+            elif isinstance(action, RingAgents):
+                await self._ring(flow, m, action)
+            elif isinstance(action, CancelRings):
+                await self._cancel(m, action)
+            elif isinstance(action, Announce):
+                await self._announce(flow, m, action)
+        except AriGone:
+            flow.call.gone.set()
+            raise CallerGone(flow.call.channel_id) from None
+
+    async def _enter_holding(self, flow: CallFlow, m: Member, action: Queued) -> None:
+        await self._holding_bridge(action.queue, action.bridge_id, action.moh_class)
+        await self.ari.add_channel(action.bridge_id, flow.call.channel_id)
+        m.holding = action.bridge_id
+        # Our place in line, kept on the channel itself: a restarted daemon reads it back.
+        with contextlib.suppress(AriError):
+            await self.ari.set_variable(flow.call.channel_id, QUEUE_VAR, format_place(m.queue, m.priority, m.joined_at))
+
+    async def _holding_bridge(self, queue: str, bridge_id: str, moh_class: str) -> None:
+        """Get-or-create the queue's holding bridge with its music, once per daemon life."""
+        task = self._holding.get(queue)
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            task = asyncio.get_running_loop().create_task(self._make_holding(bridge_id, moh_class))
+            self._holding[queue] = task
+        await asyncio.shield(task)
+
+    async def _make_holding(self, bridge_id: str, moh_class: str) -> None:
+        # Asterisk has no get-or-create: POST answers 409 for an existing id, then GET.
+        await self.ari.get_or_create_bridge(bridge_id, "holding", name=bridge_id)
+        try:
+            await self.ari.start_bridge_moh(bridge_id, moh_class)
+        except AriError as exc:
+            # No music is bad, but the callers still wait and are served.
+            self.stats.ari_errors += 1
+            log.warning("queue_moh_failed", bridge=bridge_id, error=str(exc))
+
+    async def _ring(self, flow: CallFlow, m: Member, action: RingAgents) -> None:
+        call = flow.call
+        legs = [(agent_leg_id(call.channel_id), agent) for agent in action.agents]
+        for leg, agent in legs:
+            # Events for a leg can beat the originate's reply: claim its id first.
+            flow.registrar.claim(call, leg)
+            call.owned_channels.add(leg)
+            m.legs[leg] = agent
+        caller_id = (
+            f'"{call.summary.caller_name}" <{call.summary.caller_number}>' if call.summary.caller_number else None
+        )
+        # Asterisk's own timer a little later than ours: the dispatcher decides when a ring ends.
+        timeout = math.ceil(action.timeout_s) + 1
+        jobs = [self._originate(m, leg, agent, caller_id, timeout) for leg, agent in legs]
+        if not m.mixing_ready:
+            jobs.append(self._prepare_mixing(flow, m))
+        await asyncio.gather(*jobs)
+        if not m.rung and any(leg in m.legs for leg, _ in legs):
+            m.rung = True
+            self.stats.decision_to_ringing_ms.append((time.perf_counter() - m.t_joined) * 1000)
+
+    async def _originate(self, m: Member, leg: str, agent: str, caller_id: str | None, timeout: int) -> None:
+        try:
+            await self.ari.originate(agent, app_args=("agent", m.caller_id), channel_id=leg, caller_id=caller_id,
+                                     timeout=timeout)
+        except AriError as exc:
+            # 500 "Allocation failed" (unknown or unreachable endpoint) and friends: skip, count.
+            log.info("queue_leg_refused", agent=agent, status=exc.status, error=str(exc))
+            if leg in m.legs:
+                self._leg_ended(m, leg, "unreachable")
+
+    async def _prepare_mixing(self, flow: CallFlow, m: Member) -> None:
+        """Create the caller's mixing bridge while agents ring, so answer -> bridged is one request."""
+        bridge_id = bridge_id_for(flow.call.channel_id)
+        flow.call.owned_bridges.add(bridge_id)
+        try:
+            await self.ari.get_or_create_bridge(bridge_id, "mixing", name=f"queue {m.queue}")
+            m.mixing_ready = True
+        except AriError as exc:
+            self.stats.ari_errors += 1
+            log.warning("queue_mixing_bridge_failed", error=str(exc))
+
+    async def _cancel(self, m: Member, action: CancelRings) -> None:
+        doomed = [leg for agent in action.agents if agent != action.except_agent and (leg := m.leg_of(agent))]
+        for leg in doomed:
+            m.legs.pop(leg, None)
+            if m.call is not None:
+                m.call.owned_channels.discard(leg)
+        await asyncio.gather(*(self._hangup(leg) for leg in doomed))
+
+    async def _announce(self, flow: CallFlow, m: Member, action: Announce) -> None:
+        if m.announcement is not None:
+            return  # the previous one is still playing: never talk over ourselves
+        m.announcement = await flow.start_playback(action.media)
+
+    # --- outcomes ---------------------------------------------------------------------------
+
+    async def _connect(self, flow: CallFlow, m: Member, action: Bridge) -> None:
+        """The agent answered: caller and agent into the mixing bridge, then talk."""
+        call = flow.call
+        leg = m.leg_of(action.agent)
+        m.state = "talking"
+        if leg is None:  # pragma: no cover - the dispatcher only bridges legs we reported
+            raise RuntimeError("bridge for an unknown leg")
+        t_answer = m.t_answer or time.perf_counter()
+        bridge_id = bridge_id_for(call.channel_id)
+        if not m.mixing_ready:
+            await self._prepare_mixing(flow, m)
+        try:
+            # Adding to the mixing bridge takes the caller out of the holding bridge.
+            await self.ari.add_channel(bridge_id, [call.channel_id, leg])
+        except AriError as exc:
+            if isinstance(exc, AriGone) or call.gone.is_set():
+                call.gone.set()
+                raise CallerGone(call.channel_id) from None
+            # The agent vanished between answer and bridge: back in line, same place.
+            log.warning("queue_bridge_failed", agent=action.agent, error=str(exc))
+            self._push(self.dispatcher.call_ended(m.caller_id, self.clock()))
+            m.state = "done"
+            raise _Requeue(m.queue, m.priority, m.joined_at) from None
+        self.stats.answer_to_bridged_ms.append((time.perf_counter() - t_answer) * 1000)
+        m.holding = None
+        call.summary.outcome = f"queue:{m.queue}:answered"
+        call.summary.extra["queue"] = {"queue": m.queue, "agent": action.agent, "waited_s": round(action.waited_s, 1)}
+        flow.log.info("queue_answered", queue=m.queue, agent=action.agent, waited_s=round(action.waited_s, 1))
+        if m.announcement is not None:
+            await flow.stop_playback(m.announcement)
+            m.announcement = None
+        while m.pending:  # cancels of the other legs
+            pending = m.pending.popleft()
+            if isinstance(pending, CancelRings):
+                await self._cancel(m, pending)
+        await flow.talk(leg)
+
+    async def _overflow(self, flow: CallFlow, m: Member, action: Overflow) -> None:
+        call = flow.call
+        m.state = "done"
+        flow.log.info("queue_overflow", queue=m.queue, reason=action.reason,
+                      target=action.target.kind if action.target else None)
+        call.summary.extra["queue"] = {"queue": m.queue, "overflow": action.reason}
+        outcome = f"queue:{m.queue}:overflow:{action.reason}"
+        await self._cancel_all_legs(m)
+        spec = action.target
+        if spec is None:
+            await flow.continue_to(flow.fallback, outcome=outcome)
+            return
+        if spec.queue is not None:
+            if self.has_queue(spec.queue):
+                raise _Requeue(spec.queue, action.priority, action.joined_at)
+            await flow.continue_to(Route("dialplan", context="router-queue", extension=spec.queue), outcome=outcome)
+        elif spec.voicemail is not None:
+            await flow.continue_to(
+                Route("dialplan", context=spec.voicemail.context, extension=spec.voicemail.extension), outcome=outcome,
+            )
+        elif spec.callback is not None:
+            await self._take_callback(flow, m, spec.callback.queue or m.queue, action.reason)
+        elif spec.message is not None:
+            await self._leave_holding(m)
+            await flow.play([spec.message], timeout=120)
+            call.summary.outcome = f"{outcome}:message"
+            await flow.hangup_caller()
+        elif spec.target is not None:
+            await self._to_target(flow, m, spec.target, action, outcome)
+
+    async def _to_target(self, flow: CallFlow, m: Member, name: str, action: Overflow, outcome: str) -> None:
+        """A named target of the rules file (overflow ``target:`` and staff redirects)."""
+        target = self._targets().get(name)
+        if target is None:
+            log.warning("queue_overflow_target_unknown", target=name)
+            await flow.continue_to(flow.fallback, outcome=f"{outcome}:unknown_target")
+            return
+        params = dict(target.params)
+        kind = target.kind
+        if kind == "queue":
+            queue = str(params["queue"])
+            if self.has_queue(queue) and queue != m.queue:
+                raise _Requeue(queue, action.priority, action.joined_at)
+            await flow.continue_to(Route("dialplan", context="router-queue", extension=queue), outcome=outcome)
+        elif kind == "endpoint":
+            await self._leave_holding(m)
+            await flow.dial_and_bridge(Route("endpoint", endpoint=str(params["endpoint"]),
+                                             timeout=float(params.get("timeout", 30))))
+        elif kind == "dialplan":
+            await flow.continue_to(Route("dialplan", context=str(params["context"]),
+                                         extension=str(params.get("extension", "s")),
+                                         priority=int(params.get("priority", 1))), outcome=outcome)
+        elif kind == "voicemail":
+            await flow.continue_to(Route("dialplan", context=str(params["context"]),
+                                         extension=str(params["extension"])), outcome=outcome)
+        elif kind == "message":
+            await self._leave_holding(m)
+            await flow.play([str(params["message"])], timeout=120)
+            flow.call.summary.outcome = f"{outcome}:message"
+            await flow.hangup_caller()
+        elif kind == "callback":
+            await self._take_callback(flow, m, str(params.get("queue") or m.queue), action.reason)
+        else:  # schedule and anything newer: a person takes it
+            await flow.continue_to(flow.fallback, outcome=f"{outcome}:{kind}")
+
+    async def _take_callback(self, flow: CallFlow, m: Member, queue: str, reason: str) -> None:
+        call = flow.call
+        await self._leave_holding(m)
+        call.summary.extra["callback_request"] = {
+            "queue": queue, "reason": f"queue {m.queue}: {reason}", "number": call.summary.caller_number,
+        }
+        call.summary.outcome = f"callback:{queue}"
+        await flow.play(["sound:vm-goodbye"], timeout=30)
+        await flow.hangup_caller()
+
+    async def _leave_holding(self, m: Member) -> None:
+        if m.holding is not None:
+            with contextlib.suppress(AriError):
+                await self.ari.remove_channel(m.holding, m.caller_id)
+            m.holding = None
+
+    async def _cancel_all_legs(self, m: Member) -> None:
+        legs = list(m.legs)
+        m.legs.clear()
+        if m.call is not None:
+            for leg in legs:
+                m.call.owned_channels.discard(leg)
+        await asyncio.gather(*(self._hangup(leg) for leg in legs))
+
+    async def _leave(self, m: Member) -> None:
+        """Whatever ended the serve (hangup, overflow, talk over): settle the dispatcher."""
+        if self.members.get(m.caller_id) is m:
+            del self.members[m.caller_id]
+        now = self.clock()
+        if m.state == "waiting":
+            self._push(self.dispatcher.caller_left(m.caller_id, now))
+        elif m.state == "talking":
+            self._push(self.dispatcher.call_ended(m.caller_id, now))
+        m.state = "done"
+        await self._cancel_all_legs(m)
+
+    async def _hangup(self, channel_id: str) -> None:
+        with contextlib.suppress(AriError):
+            await self.ari.hangup(channel_id)
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- supervisor hooks -------------------------------------------------------------------
+
+    def handle_unclaimed(self, event: ev.Event) -> bool:
+        """Events no call claimed: agent device states, and legs whose caller has gone."""
+        if isinstance(event, ev.DeviceStateChanged):
+            if event.device_name in self.dispatcher.pool:
+                self._push(self.dispatcher.set_device_state(event.device_name, event.device_state, self.clock()))
+                return True
+            return False
+        if isinstance(event, ev.StasisStart) and event.channel is not None and is_agent_leg(event.channel.id):
+            # An agent answered a leg after its caller left: hang it up, nobody is there.
+            self.stats.late_legs_hung_up += 1
+            self._spawn(self._hangup(event.channel.id), f"late-leg-{event.channel.id}")
+            return True
+        if isinstance(event, ev.ChannelEvent | ev.Dial) and any(is_agent_leg(c) for c in event.channel_ids()):
+            return True  # the rest of a finished leg's life: expected, not worth counting
+        return False
+
+    async def on_resync(self, channels: list[Channel], bridges: list[AriBridge]) -> None:
+        """After every (re)connect: agent device states, then callers found in our holding
+        bridges that this process does not know (a restart) are put back in line, in order."""
+        try:
+            await self._refresh_devices()
+            now = self.clock()
+            calls = self._supervisor_calls()
+            for bridge in bridges:
+                name = bridge.id.removeprefix(HOLDING_PREFIX)
+                if not bridge.id.startswith(HOLDING_PREFIX) or name not in self.section.queues:
+                    continue
+                # The bridge exists (with its music) from our previous life: no need to create it.
+                if name not in self._holding:
+                    self._holding[name] = asyncio.get_running_loop().create_task(asyncio.sleep(0))
+                entries: list[tuple[str, int, float]] = []
+                for position, cid in enumerate(bridge.channels):
+                    if cid in self.members or cid not in calls:
+                        continue
+                    place = await self._read_place(cid)
+                    priority, joined_at = (place[1], place[2]) if place and place[0] == name else (
+                        DEFAULT_PRIORITY, now - 1e-3 * (len(bridge.channels) - position))
+                    entries.append((cid, priority, joined_at))
+                for cid, priority, joined_at in entries:
+                    m = Member(cid, name, priority, joined_at, holding=bridge.id)
+                    m.t_joined = time.perf_counter()
+                    self.members[cid] = m
+                if entries:
+                    actions, problems = self.dispatcher.restore_callers(name, entries, now)
+                    self.stats.restored += len(entries)
+                    for problem in problems:
+                        log.warning("queue_restore_problem", problem=problem)
+                    log.info("queue_restored", queue=name, callers=len(entries))
+                    self._push(actions)
+            live_legs = {leg for m in self.members.values() for leg in m.legs}
+            for chan in channels:
+                if is_agent_leg(chan.id) and chan.id not in live_legs:
+                    # Rung by a previous life of the daemon: its caller is rung afresh instead.
+                    self.stats.stale_legs_hung_up += 1
+                    await self._hangup(chan.id)
+        finally:
+            async with self._reconciled:
+                self._reconciled_at = time.monotonic()
+                self._reconciled.notify_all()
+
+    async def _read_place(self, channel_id: str) -> tuple[str, int, float] | None:
+        try:
+            return parse_place(await self.ari.get_variable(channel_id, QUEUE_VAR))
+        except AriError:
+            return None
+
+    async def _refresh_devices(self) -> None:
+        for agent in self.dispatcher.pool.all():
+            name = agent.endpoint
+            with contextlib.suppress(AriError):
+                await self.ari.subscribe(f"deviceState:{name}")
+            try:
+                data = await self.ari.request("GET", f"/deviceStates/{quote(name, safe='')}")
+            except AriError:
+                continue
+            state = str((data or {}).get("state") or "") if isinstance(data, dict) else ""
+            if state:
+                self._push(self.dispatcher.set_device_state(name, state, self.clock()))
+
+    async def adopted_member(self, call: Call) -> Member | None:
+        """For an adopted call: wait for the resync hook that ran after its adoption, then say
+        whether it was waiting in one of our queues."""
+        try:
+            async with asyncio.timeout(ADOPTION_WAIT_S):
+                async with self._reconciled:
+                    await self._reconciled.wait_for(lambda: self._reconciled_at >= call.t_stasis)
+        except TimeoutError:
+            log.warning("queue_adoption_verdict_timeout")
+            return None
+        m = self.members.get(call.channel_id)
+        return m if m is not None and m.flow is None else None
+
+    def attach(self, supervisor: Any) -> None:
+        """Plug into the call supervisor: unclaimed events, resync, and adopted callers."""
+        supervisor.unclaimed_handlers.append(self.handle_unclaimed)
+        supervisor.resync_hooks.append(self.on_resync)
+        supervisor.adoption_handlers.append(self._adopt)
+
+    async def _adopt(self, flow: CallFlow) -> bool:
+        """An adopted caller who was waiting in one of our queues takes their place again."""
+        member = await self.adopted_member(flow.call)
+        if member is None:
+            return False
+        await self.resume(flow, member)
+        return True
+
+
+async def build(app: Any) -> QueueService | None:
+    """Called by ``App._build_services``: a service when the rules file has ``queues:``."""
+    if app.rules is None or app.ari is None or app.supervisor is None:
+        return None
+    section = app.rules.current.queues_section
+    if section is None:
+        return None
+    supervisor = app.supervisor
+
+    def targets() -> Mapping[str, Any]:
+        return dict(app.rules.current.targets)
+
+    # Overrides already in force; later changes arrive through set_overrides (admin backend).
+    admin = getattr(app, "admin", None)
+    overrides = getattr(admin, "overrides", None) if admin is not None else None
+    service = QueueService(
+        app.ari, section, overrides=overrides if isinstance(overrides, OverrideSet) else None, targets=targets,
+        supervisor_calls=lambda: supervisor.calls,
+    )
+    service.attach(supervisor)
+    if app.brain is not None:
+        # Rule conditions on queues (`when: {queue: ...}`) read the live state.
+        app.brain.queue_facts = service.facts
+    log.info("queues_ready", queues=sorted(section.queues), agents=len(section.agents))
+    return service
+
+
+__all__ = [
+    "QUEUE_VAR", "Member", "QueueService", "QueueServiceStats", "build", "format_place", "holding_bridge_id",
+    "is_agent_leg", "parse_place",
+]
