@@ -163,7 +163,7 @@ class App:
         data_dir = Path(cfg.data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
 
-        from pbx_router.store import CallRecord, CallRecorder, Store
+        from pbx_router.store import CallRecorder
 
         recorder = CallRecorder(self._store_factory(cfg, data_dir), data_dir / "spool",
                                 max_spool_records=cfg.database.spool_max_records)
@@ -171,6 +171,18 @@ class App:
         self.ari = ari = AriClient(cfg.ari.url, cfg.ari.username, cfg.ari.password, cfg.ari.app,
                                    request_timeout=cfg.ari.request_timeout)
         await ari.start()
+        try:
+            await self._run(cfg, ari, recorder)
+        finally:
+            await ari.close()
+            if self.speech is not None:
+                await self.speech.close()
+            await self.aclose()
+            log.info("daemon_stopped")
+
+    async def _run(self, cfg: Config, ari: AriClient, recorder: Any) -> None:
+        from pbx_router.store import CallRecord
+
         settings = FlowSettings(
             greeting=tuple(cfg.calls.greeting),
             greeting_timeout=cfg.calls.greeting_timeout,
@@ -228,11 +240,6 @@ class App:
             if self.install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
-            await ari.close()
-            if self.speech is not None:
-                await self.speech.close()
-            await self.aclose()
-            log.info("daemon_stopped")
 
     async def get_store(self) -> Any:
         """The store, opened on first use. A database that is down at start (or a slow embedded
