@@ -83,7 +83,7 @@ class ThreadStream:
             raise RecognitionTimeout(f"no final transcript within {timeout:.1f}s") from None
         except SpeechError:
             raise
-        except Exception as exc:  # a recogniser error loses this utterance, not the pool
+        except Exception as exc:  # noqa: BLE001 - a recogniser error loses this utterance, not the pool
             raise WorkerLost(f"recogniser error: {exc!r}") from None
         self._done = True
         return result

@@ -83,3 +83,20 @@ async def test_session_before_start_is_refused() -> None:
     with pytest.raises(PoolClosed):
         async with pool.session():
             pass
+
+
+@pytest.mark.parametrize("batch_ms", [0, 100, 250])
+async def test_batching_fed_audio_does_not_change_the_transcript(batch_ms: int) -> None:
+    async with EnginePool.from_config(workers=1, feed_batch_ms=batch_ms) as pool, \
+            pool.session() as session:
+        pcm = pcm16k("billing_02.wav")
+        # With batching, odd-sized pieces are fine: a split sample is put back together.
+        piece = 333 if batch_ms else 640
+        for offset in range(0, len(pcm), piece):
+            await session.feed(pcm[offset:offset + piece])
+        assert (await session.finish(5)).text == "i want to pay my bill"
+
+
+def test_negative_batch_is_refused() -> None:
+    with pytest.raises(ValueError):
+        EnginePool.from_config(workers=1, feed_batch_ms=-1)

@@ -3,6 +3,7 @@ offline) and a real Korean clip made with espeak-ng."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 
@@ -111,3 +112,33 @@ async def test_local_vosk_server_speaks_the_reference_protocol() -> None:
         await ws.send_str('{"eof" : 1}')
         last = json.loads(await ws.receive_str())
         assert "text" in last
+
+
+def test_vosk_abandoned_utterance_does_not_colour_the_next_one() -> None:
+    # reset() after a half-heard utterance (a caller hung up mid-sentence) must leave the
+    # recogniser as a fresh one: the next caller gets the same transcript a new recogniser gives.
+    fresh = build_engine("vosk", model_path=str(vosk_ko_model()))
+    for chunk in chunks(pcm16k("ko_reservation.wav"), ms=100):
+        fresh.accept(chunk)
+    expected = fresh.final().text
+    reused = build_engine("vosk", model_path=str(vosk_ko_model()))
+    for chunk in chunks(pcm16k("refill_01.wav"), ms=100)[:15]:
+        reused.accept(chunk)
+    reused.reset()
+    for chunk in chunks(pcm16k("ko_reservation.wav"), ms=100):
+        reused.accept(chunk)
+    assert reused.final().text == expected
+
+
+async def test_vosk_pool_serves_more_calls_than_prebuilt_recognisers() -> None:
+    async with EnginePool.from_config(engine="vosk", model_path=vosk_ko_model(), workers=2,
+                                      expected_sessions=1) as pool:
+        async with pool.session() as a, pool.session() as b, pool.session() as c:
+            audio = chunks(pcm16k("ko_reservation.wav"))
+            for chunk in audio:
+                for s in (a, b, c):
+                    await s.feed(chunk)
+            finals = await asyncio.gather(a.finish(10), b.finish(10), c.finish(10))
+            assert pool.stats.busy == 3
+        assert len({f.text for f in finals}) == 1 and HANGUL.search(finals[0].text)
+        assert pool.stats.busy == 0 and pool.stats.restarts == 0
