@@ -72,6 +72,7 @@ class Listener:
         self.endpoint: RtpEndpoint | None = None
         self.endpointer = Endpointer(settings.endpointer or EndpointerConfig(), self.fmt.sample_rate)
         self._task: asyncio.Task[None] | None = None
+        self._finishing: set[asyncio.Task[None]] = set()
         self.utterances = 0
         self.log = log.bind(call_id=call.call_id)
 
@@ -97,16 +98,31 @@ class Listener:
         await self.ari.add_channel(self.bridge_id, [self.snoop_id, self.media_id])
         self._task = asyncio.create_task(self._pump(), name=f"listen-{call.channel_id}")
 
+    async def _finish(self, session_cm: Any, session: Any, resampler: Resampler | None, reason: str) -> None:
+        try:
+            if resampler is not None:
+                tail = resampler.flush()
+                if tail:
+                    await session.feed(tail)
+            t = await session.finish(timeout=self.settings.recognition_timeout)
+            self.utterances += 1
+            self.call.deliver(ListenEvent(type="PbxRouterListen", kind="final", transcript=t, detail=reason))
+        except SpeechError as exc:
+            self.call.deliver(ListenEvent(type="PbxRouterListen", kind="error", detail=str(exc)))
+        finally:
+            await _close(session_cm)
+
     def new_turn(self) -> None:
         """The prompt finished: the no-input clock starts now."""
         self.endpointer.reset()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        tasks = [t for t in (self._task, *self._finishing) if t is not None]
+        for t in tasks:
+            t.cancel()
+        # gather, not a bare await: our own cancellation must still propagate.
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._task = None
         if self.endpoint is not None:
             self.endpoint.close()
             self.endpoint = None
@@ -155,20 +171,13 @@ class Listener:
                     elif isinstance(e, SpeechEnded):
                         if session is None:
                             continue
-                        try:
-                            if resampler is not None:
-                                tail = resampler.flush()
-                                if tail:
-                                    await session.feed(tail)
-                            t = await session.finish(timeout=self.settings.recognition_timeout)
-                            self.utterances += 1
-                            self.call.deliver(ListenEvent(type="PbxRouterListen", kind="final", transcript=t,
-                                                          detail=e.reason))
-                        except SpeechError as exc:
-                            self.call.deliver(ListenEvent(type="PbxRouterListen", kind="error", detail=str(exc)))
-                        finally:
-                            await _close(session_cm)
-                            session_cm = session = None
+                        # Finish in its own task: audio keeps flowing (and being counted) while
+                        # the recogniser completes, so a slow worker never turns into lost RTP.
+                        task = asyncio.create_task(self._finish(session_cm, session, resampler, e.reason))
+                        self._finishing.add(task)
+                        task.add_done_callback(self._finishing.discard)
+                        session_cm = session = None
+                        resampler = None
                     elif isinstance(e, NoInput):
                         self.call.deliver(ListenEvent(type="PbxRouterListen", kind="no_input"))
         finally:

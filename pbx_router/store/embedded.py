@@ -502,7 +502,7 @@ class EmbeddedPostgres:
         return {"user": ids[0], "group": ids[1], "extra_groups": []}
 
     def _pg_ctl(self, args: list[str]) -> str:
-        # Re-checked every time: something (pytest re-restricting /tmp/pytest-of-root, an admin)
+        # Re-checked every time: something (pytest re-restricting pytest-of-root under the temp dir, an admin)
         # may have taken away the server user's way in since the server started.
         self._make_traversable(self.pgdata)
         return self._run("pg_ctl", ["-D", str(self.pgdata), *args], timeout=self.start_timeout + 10)

@@ -8,7 +8,7 @@ session fixture can hold it) and give each test ``temporary_database(server_url)
 
 Server directories live in ``scratch_dir()``s, not in pytest's ``tmp_path``: when tests run as
 root the server runs as an unprivileged user, and every pytest session (ours or a concurrent one)
-resets ``/tmp/pytest-of-root`` to 0700, locking that user out of a running server's files.
+resets pytest-of-root (under the temp dir) to 0700, locking that user out of a running server's files.
 
 ``PBX_ROUTER_TEST_DATABASE_URL`` (a DSN whose role may CREATE DATABASE) replaces the embedded
 server: every fresh database is then created on that server, and dropped afterwards.

@@ -1,4 +1,4 @@
-"""ari_shape's check (from /work/shared/tools/ari_shape.py), against the copied api-docs models."""
+"""ari_shape's check (from ../shared/tools/ari_shape.py beside the repo), against the copied api-docs models."""
 
 from __future__ import annotations
 
