@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -118,10 +119,35 @@ class DaemonBackend(InMemoryBackend):
         for call in list(sup.calls.values()):
             s = call.summary
             out.append({
-                "call_id": call.call_id, "channel_id": call.channel_id, "caller_number": s.caller_number,
-                "caller_name": s.caller_name, "dialled": s.dialled, "started_at": s.started_at.isoformat(),
+                "call_id": call.call_id, "channel_id": call.channel_id,
+                "dialled": s.dialled, "started_at": s.started_at.isoformat(),
                 "answered_at": s.answered_at.isoformat() if s.answered_at else None, "intent": s.intent,
                 "rule": (s.route or {}).get("rule"), "outcome": s.outcome, "adopted": call.adopted,
+            })
+        return out
+
+    async def callbacks_view(self, limit: int) -> list[dict[str, Any]]:
+        from pbx_router.admin.errors import UnavailableError
+
+        try:
+            store = await self.app.get_store()
+            rows = await store.pool.fetch(
+                "SELECT call_id, caller_number, caller_name, started_at, intent, outcome,"
+                " extra->'callback_request' AS request FROM calls"
+                " WHERE outcome LIKE 'callback:%' ORDER BY started_at DESC LIMIT $1",
+                limit,
+            )
+        except (ConnectionError, OSError) as exc:
+            raise UnavailableError(f"database unavailable: {exc}") from exc
+        out = []
+        for r in rows:
+            request = r["request"]
+            if isinstance(request, str):
+                request = json.loads(request)
+            out.append({
+                "call_id": r["call_id"], "number": r["caller_number"], "name": r["caller_name"],
+                "at": r["started_at"].isoformat(), "intent": r["intent"],
+                "queue": (request or {}).get("queue"), "reason": (request or {}).get("reason"),
             })
         return out
 

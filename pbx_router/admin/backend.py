@@ -36,6 +36,11 @@ class AdminBackend(Protocol):
         """One ``QueueSnapshot.to_dict()`` per queue."""
         ...
 
+    async def callbacks_view(self, limit: int) -> list[dict[str, Any]]:
+        """Callback requests callers left (newest first): number, reason, intent, when. Staff
+        need the number to call back, so this (token-protected, loopback) view carries it."""
+        ...
+
     def agents_view(self) -> list[dict[str, Any]]:
         """One dict per agent, with at least ``endpoint`` and ``presence``."""
         ...

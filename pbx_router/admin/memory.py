@@ -61,6 +61,7 @@ class InMemoryBackend:
         self.rules_reload = rules_reload
         self.base_presence: dict[str, str] = dict.fromkeys(self.agents, "logged_in")
         self.calls: list[dict[str, Any]] = []
+        self.callbacks: list[dict[str, Any]] = []
         self.ari: dict[str, Any] = {"connected": True}
         self.recorder_stats: dict[str, Any] = {}
         self.rules_status: dict[str, Any] | None = None
@@ -117,6 +118,9 @@ class InMemoryBackend:
         now = self.clock()
         forced = self._overrides.presences(now)
         return [self._agent(endpoint, forced) for endpoint in self.agents]
+
+    async def callbacks_view(self, limit: int) -> list[dict[str, Any]]:
+        return [dict(c) for c in self.callbacks[:limit]]
 
     def overrides_view(self) -> list[dict[str, Any]]:
         return [o.to_dict() for o in self._overrides.active(self.clock())]

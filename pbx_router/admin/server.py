@@ -234,6 +234,7 @@ class AdminServer:
         app.router.add_get("/api/status", self._status)
         app.router.add_get("/api/calls", self._calls)
         app.router.add_get("/api/queues", self._queues)
+        app.router.add_get("/api/callbacks", self._callbacks)
         app.router.add_get("/api/agents", self._agents)
         app.router.add_get("/api/overrides", self._overrides)
         app.router.add_post("/api/overrides", self._add_override)
@@ -255,6 +256,15 @@ class AdminServer:
 
     async def _calls(self, request: web.Request) -> web.Response:
         return _json({"calls": self.backend.calls_view()})
+
+    async def _callbacks(self, request: web.Request) -> web.Response:
+        try:
+            limit = int(request.query.get("limit", "50"))
+        except ValueError:
+            raise InvalidRequestError("limit must be a whole number") from None
+        if not 1 <= limit <= 1000:
+            raise InvalidRequestError("limit must be between 1 and 1000")
+        return _json({"callbacks": await self.backend.callbacks_view(limit)})
 
     async def _queues(self, request: web.Request) -> web.Response:
         return _json({"queues": self.backend.queues_view()})

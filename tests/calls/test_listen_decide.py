@@ -243,3 +243,29 @@ async def test_rules_reload_swaps_atomically_and_rejects_a_broken_file(
     await call.wait_for(lambda c: c.fate == "bridged", timeout=20)
     assert daemon.supervisor.calls[call.channel_id].summary.outcome == "queue:frontdesk:answered"
     await call.hangup()
+
+
+async def test_after_hours_callback_request_is_recorded_for_staff(
+    clinic_pbx: AsteriskEmulator, start_daemon: DaemonFactory
+) -> None:
+    import aiohttp
+
+    clinic_pbx.sounds["custom/clinic-next-day-callback"] = 0.5
+    daemon = await start_daemon(LISTENING + "admin: {port: 0, token: s3cret}\n")
+    daemon.app.brain.clock = lambda: NIGHT
+    # "4" is test results: after hours the rules take a callback request for the records team.
+    call = await clinic_pbx.place_call(caller_number="+15554000011", dialled="100", dtmf=[(0.5, "4")])
+    await call.wait_for(lambda c: c.fate == "hung_up_by_app", timeout=20)
+    media = [p.media_uri for p in call.playbacks]
+    assert "sound:custom/clinic-next-day-callback" in media
+    headers = {"Authorization": "Bearer s3cret"}
+    async with aiohttp.ClientSession() as http:
+
+        async def callbacks() -> list[dict[str, Any]]:
+            async with http.get(f"{daemon.app.admin_url}/api/callbacks", headers=headers) as resp:
+                assert resp.status == 200
+                return list((await resp.json())["callbacks"])
+
+        found = await eventually(callbacks, timeout=10, what="callback request listed")
+    assert found[0]["number"] == "+15554000011"
+    assert found[0]["queue"] == "records" and found[0]["intent"] == "test_results"
