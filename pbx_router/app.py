@@ -241,8 +241,8 @@ class App:
 
                     watch_task = tg.create_task(watch_rules(self.rules, cfg.rules), name="rules-watch")
                 service_tasks = [
-                    tg.create_task(svc.run(), name=f"service-{type(svc).__name__}")
-                    for svc in self.services if hasattr(svc, "run")
+                    tg.create_task(svc.serve_forever(), name=f"service-{type(svc).__name__}")
+                    for svc in self.services if hasattr(svc, "serve_forever")
                 ]
                 admin_server = await self._start_admin(cfg)
                 tg.create_task(self._restore_overrides(), name="overrides-restore")
@@ -381,7 +381,8 @@ class App:
 
     async def _build_services(self, cfg: Config) -> None:
         """Optional call services (daemon-owned queues, self-service booking), each built by its
-        own module's ``build(app)`` when that module is present; ``None`` means not configured."""
+        own module's ``build(app)`` when that module is present; ``None`` means not configured.
+        A service's ``serve_forever()`` runs in the app's TaskGroup until shutdown."""
         import importlib
         import importlib.util
 

@@ -75,6 +75,8 @@ class Conversation:
         self.log = flow.log
         self.listener: Listener | None = None
         self.turns: list[dict[str, Any]] = []
+        self.last_heard: Heard | None = None  # what the decision being acted on was based on
+        self.listens = 0
 
     async def run(self) -> None:
         flow, call = self.flow, self.call
@@ -105,6 +107,7 @@ class Conversation:
                         queues=self.brain.queue_facts(), overrides=self.brain.overrides(now), attempt=attempt,
                     ),
                 )
+                self.last_heard = heard
                 self._record_turn(attempt, heard, decision)
                 if decision.action in ("reprompt", "keypad") and attempt < MAX_TURNS:
                     prompt = [decision.message] if decision.message else []
@@ -121,7 +124,9 @@ class Conversation:
         b = self.brain
         if b.speech is None or b.ports is None:
             return
-        listener = Listener(self.call, self.ari, self.flow.registrar, b.speech, b.ports, b.media)
+        self.listens += 1
+        listener = Listener(self.call, self.ari, self.flow.registrar, b.speech, b.ports, b.media,
+                            generation=self.listens - 1)
         try:
             await listener.start()
         except Exception as exc:  # noqa: BLE001 - no ears is not a reason to drop the caller

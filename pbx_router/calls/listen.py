@@ -57,6 +57,7 @@ class Listener:
         speech: EnginePool,
         ports: PortPool,
         settings: MediaSettings,
+        generation: int = 0,
     ) -> None:
         self.call = call
         self.ari = ari
@@ -66,9 +67,11 @@ class Listener:
         self.settings = settings
         self.fmt: WireFormat = FORMATS[settings.format]
         cid = call.channel_id
-        self.snoop_id = f"{ID_PREFIX}s-{cid}"
-        self.media_id = f"{ID_PREFIX}m-{cid}"
-        self.bridge_id = f"{ID_PREFIX}mb-{cid}"
+        # A call may listen more than once (e.g. booking after routing): ids differ per listener.
+        g = generation or ""
+        self.snoop_id = f"{ID_PREFIX}s{g}-{cid}"
+        self.media_id = f"{ID_PREFIX}m{g}-{cid}"
+        self.bridge_id = f"{ID_PREFIX}mb{g}-{cid}"
         self.endpoint: RtpEndpoint | None = None
         self.endpointer = Endpointer(settings.endpointer or EndpointerConfig(), self.fmt.sample_rate)
         self._task: asyncio.Task[None] | None = None

@@ -206,8 +206,8 @@ class QueueService:
 
     # --- the clock --------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        """Drive the dispatcher's timers until cancelled."""
+    async def serve_forever(self) -> None:
+        """Drive the dispatcher's timers until cancelled (the app's TaskGroup owns this task)."""
         try:
             while True:
                 deadline = self.dispatcher.next_deadline()
