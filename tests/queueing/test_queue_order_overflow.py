@@ -14,9 +14,10 @@ from queueing.conftest import QueueBed, agents_for
 async def test_urgent_caller_is_served_before_routine_callers_who_came_earlier(bed: QueueBed) -> None:
     await bed.start({"q1": {}}, agents_for(1), {"PJSIP/agent1": AgentBehaviour.answer_after(0.1)})
     bed.service.set_presence("PJSIP/agent1", "paused")  # nobody answers while the line builds up
-    routine = [await bed.call("1") for _ in range(2)]
-    for c in routine:
-        await bed.queued(c)
+    routine = []
+    for _ in range(2):  # one after the other: arrival order is the order they joined
+        routine.append(await bed.call("1"))
+        await bed.queued(routine[-1])
     urgent = await bed.call("2")
     await bed.queued(urgent)
     assert [c["caller_id"] for c in bed.service.calls_view()] == [urgent.channel_id] + [c.channel_id for c in routine]
