@@ -3,13 +3,22 @@
 # 8 kHz, mono, 16-bit signed linear PCM (Asterisk's "wav" format), telephone band, trimmed silence.
 #
 # Needs: apt-get install -y festival festvox-us-slt-hts sox   (and python3 with PyYAML)
-# Usage: scripts/render_prompts.sh [name ...]     (no names: every prompt)
-# Admins then copy pbx_router/prompts/en/*.wav to /var/lib/asterisk/sounds/en/pbx-router/.
+# Usage: scripts/render_prompts.sh [--src PROMPTS.yaml --out DIR] [name ...]   (no names: every prompt)
+#   default: pbx_router/prompts/prompts.yaml -> pbx_router/prompts/en/ (the booking flow's prompts);
+#   the example clinic's own messages: --src examples/sounds/clinic-prompts.yaml --out examples/sounds/en/custom
+# Admins then copy the WAVs to Asterisk's sounds directory (docs/asterisk.md).
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
 src="$here/pbx_router/prompts/prompts.yaml"
 out="$here/pbx_router/prompts/en"
+while [[ $# -gt 0 && "$1" == --* ]]; do
+  case "$1" in
+    --src) src="$(realpath "$2")"; shift 2 ;;
+    --out) mkdir -p "$2"; out="$(realpath "$2")"; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
 python="${PYTHON:-$here/.venv/bin/python}"
 [[ -x "$python" ]] || python=python3
 tmp="$(mktemp -d)"

@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import sys
 import tempfile
+import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,9 +86,10 @@ async def _demo(args: argparse.Namespace) -> int:
         async with AsteriskEmulator(username=DEMO_USER, password=DEMO_PASSWORD) as pbx:
             for ctx in ("pbx-router-fallback", "router-queue", "clinic-voicemail", "clinic-after-hours"):
                 pbx.add_context(ctx)
-            for name in ("clinic-emergency-911", "clinic-sorry-say-again", "clinic-keypad-menu",
-                         "clinic-refill-after-hours", "clinic-connecting-on-call"):
-                pbx.sounds[f"custom/{name}"] = 1.5
+            # The clinic's own messages, as an admin installs them (examples/sounds/en/custom).
+            for wav in sorted((ROOT / "examples" / "sounds" / "en" / "custom").glob("*.wav")):
+                with contextlib.suppress(wave.Error, OSError), wave.open(str(wav)) as w:
+                    pbx.sounds[f"custom/{wav.stem}"] = w.getnframes() / w.getframerate()
             pbx.sounds["hello-world"] = 2.0
             pbx.add_endpoint("PJSIP/agent3", AgentBehaviour.answer_then_hangup(answer_after=1.0, talk_seconds=2.0))
             rules = f"rules: {json.dumps(str(RULES))}\n" if RULES.exists() else ""
