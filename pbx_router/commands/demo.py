@@ -66,7 +66,8 @@ def _where(call: Any) -> str:
     if fate == "bridged":
         return f"talking with {', '.join(sorted(call.bridged_with)) or 'an agent'}"
     if fate == "hung_up_by_app":
-        return "call ended by pbx-router (after an agent or a message)"
+        agent = getattr(call, "demo_agent", None)
+        return f"talked with {agent}, who then hung up" if agent else "pbx-router ended the call after its message"
     if fate == "hung_up_by_caller":
         return "caller hung up"
     if fate == "stasis_failed":
@@ -91,7 +92,9 @@ async def _demo(args: argparse.Namespace) -> int:
                 with contextlib.suppress(wave.Error, OSError), wave.open(str(wav)) as w:
                     pbx.sounds[f"custom/{wav.stem}"] = w.getnframes() / w.getframerate()
             pbx.sounds["hello-world"] = 2.0
-            pbx.add_endpoint("PJSIP/agent3", AgentBehaviour.answer_then_hangup(answer_after=1.0, talk_seconds=2.0))
+            # The clinic's staff phones (examples/clinic.yaml agents) pick up after a ring and talk briefly.
+            for n in (1, 2, 3):
+                pbx.add_endpoint(f"PJSIP/agent{n}", AgentBehaviour.answer_then_hangup(answer_after=1.0, talk_seconds=2.0))
             rules = f"rules: {json.dumps(str(RULES))}\n" if RULES.exists() else ""
             cfg = parse_config(
                 f"""
@@ -139,16 +142,23 @@ admin: {{enabled: false}}
                         app.brain.clock = lambda clock=clock: clock
                     for s in batch:
                         s.call = await pbx.place_call(caller_number=s.number, dialled="100", **s.kwargs)
-                    await asyncio.gather(*[
-                        s.call.wait_for(lambda c: c.fate not in ("in_stasis", "bridged"), timeout=60)
-                        for s in batch
-                    ], return_exceptions=True)
+                    await asyncio.gather(*[_follow(pbx, s.call) for s in batch], return_exceptions=True)
                     scenarios += batch
             finally:
                 app.request_stop()
                 await asyncio.wait_for(daemon, timeout=60)
             await _report(scenarios, cfg, data_dir)
     return 0
+
+
+async def _follow(pbx: Any, call: Any) -> None:
+    """Wait for the call's end, noting which staff phone it was bridged to on the way."""
+    await call.wait_for(lambda c: c.fate not in ("in_stasis",), timeout=60)
+    if call.fate == "bridged":
+        for n in (1, 2, 3):
+            if any(leg.channel_id in call.bridged_with for leg in pbx.endpoint(f"PJSIP/agent{n}").channels):
+                call.demo_agent = f"PJSIP/agent{n}"
+    await call.wait_for(lambda c: c.fate not in ("in_stasis", "bridged"), timeout=60)
 
 
 async def _report(scenarios: list[Scenario], cfg: Any, data_dir: Path) -> None:
