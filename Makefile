@@ -18,8 +18,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/pbx-router demo
 
+# The whole suite (embedded PostgreSQL), then the database-heavy tests again against an external
+# server given only by URL (the machine's own PostgreSQL, started in a throwaway cluster).
+DB_TESTS := tests/store tests/scheduling tests/booking tests/admin/test_admin_persistence.py tests/calls/test_call_flow.py
+
 test: $(STAMP)
 	$(BIN)/python -m pytest
+	$(BIN)/python scripts/external_postgres.py $(BIN)/python -m pytest $(DB_TESTS)
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(BIN)/python $$b --quick || exit 1; done
