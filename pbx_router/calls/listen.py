@@ -100,6 +100,7 @@ class Listener:
         self.endpoint.expect_peer(host, int(peer_port))
         await self.ari.add_channel(self.bridge_id, [self.snoop_id, self.media_id])
         self._task = asyncio.create_task(self._pump(), name=f"listen-{call.channel_id}")
+        self._task.add_done_callback(self._pump_done)
 
     async def _finish(self, session_cm: Any, session: Any, resampler: Resampler | None, reason: str) -> None:
         try:
@@ -114,6 +115,15 @@ class Listener:
             self.call.deliver(ListenEvent(type="PbxRouterListen", kind="error", detail=str(exc)))
         finally:
             await _close(session_cm)
+
+    def _pump_done(self, task: asyncio.Task[None]) -> None:
+        # Ears that stop must not leave the caller waiting for a transcript that never comes.
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self.log.error("listen_failed", error=repr(exc))
+            self.call.deliver(ListenEvent(type="PbxRouterListen", kind="error", detail=f"listener failed: {exc!r}"))
 
     def new_turn(self) -> None:
         """The prompt finished: the no-input clock starts now."""
@@ -173,6 +183,9 @@ class Listener:
                             self.call.deliver(ListenEvent(type="PbxRouterListen", kind="error", detail=str(exc)))
                     elif isinstance(e, SpeechEnded):
                         if session is None:
+                            # An utterance nobody could transcribe (its recogniser failed): it
+                            # must not count as "the caller said something" for this turn.
+                            self.endpointer.reset()
                             continue
                         # Finish in its own task: audio keeps flowing (and being counted) while
                         # the recogniser completes, so a slow worker never turns into lost RTP.
@@ -189,5 +202,7 @@ class Listener:
 
 async def _close(cm: Any) -> None:
     if cm is not None:
+        # Bounded: closing a session whose worker just died must not stall the caller's audio.
         with contextlib.suppress(Exception):
-            await cm.__aexit__(None, None, None)
+            async with asyncio.timeout(2.0):
+                await cm.__aexit__(None, None, None)

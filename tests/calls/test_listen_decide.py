@@ -269,3 +269,43 @@ async def test_after_hours_callback_request_is_recorded_for_staff(
         found = await eventually(callbacks, timeout=10, what="callback request listed")
     assert found[0]["number"] == "+15554000011"
     assert found[0]["queue"] == "records" and found[0]["intent"] == "test_results"
+
+
+async def test_recogniser_crash_mid_utterance_falls_back_to_the_keypad(
+    clinic_pbx: AsteriskEmulator, start_daemon: DaemonFactory
+) -> None:
+    import os
+    import signal
+
+    clinic_pbx.sounds["custom/clinic-keypad-menu"] = 1.0
+    daemon = await start_clinic_daemon(start_daemon, OPEN)
+    pool = daemon.app.brain.speech
+    call = await clinic_pbx.place_call(caller_number="+15554000012", dialled="100",
+                                       audio=AUDIO / "appt_new_02.wav", audio_at=0.3)
+
+    def speaking() -> bool:
+        listener = _listener(daemon, call.channel_id)
+        return listener is not None and listener.endpointer.in_speech
+
+    await eventually(speaking, timeout=10, what="caller speaking")
+    for pid in pool.worker_pids:
+        os.kill(pid, signal.SIGKILL)
+    # The utterance is lost with the worker: the caller is offered the keypad, then a person.
+    await call.wait_for(lambda c: c.fate == "bridged", timeout=40)
+    assert "sound:custom/clinic-keypad-menu" in [p.media_uri for p in call.playbacks]
+    await eventually(lambda: pool.stats.restarts >= 1, what="worker replaced")
+    await call.hangup()
+
+
+@pytest.mark.parametrize("wire_format", ["ulaw", "alaw"])
+async def test_g711_externalmedia_formats_are_heard_too(
+    clinic_pbx: AsteriskEmulator, start_daemon: DaemonFactory, wire_format: str
+) -> None:
+    daemon = await start_daemon(LISTENING.replace("media: {", f"media: {{format: {wire_format}, "))
+    daemon.app.brain.clock = lambda: OPEN
+    call = await clinic_pbx.place_call(caller_number="+15554000013", dialled="100", audio=AUDIO / "billing_01.wav",
+                                       audio_at=0.5)
+    agent, _ = await served_by(clinic_pbx, call)
+    assert agent == "PJSIP/agent1"  # billing
+    assert any(r.path.endswith("/externalMedia") and r.query.get("format") == wire_format
+               for r in clinic_pbx.requests)
