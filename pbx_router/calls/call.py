@@ -102,6 +102,8 @@ class Call:
         self.dropped_events = 0
         # Set by resync when a restarted daemon finds this caller already talking to an agent.
         self.resume_talk_leg: str | None = None
+        # Caller and staff are bridged: routing is done, and a shutdown leaves them talking.
+        self.talking = False
         # Channels and bridges this call created; released when it ends.
         self.owned_channels: set[str] = set()
         self.owned_bridges: set[str] = set()

@@ -49,6 +49,8 @@ class Registrar(Protocol):
 
     def answer_issued(self, call: Call) -> None: ...
 
+    def talking_started(self, call: Call) -> None: ...
+
 
 class CallFlow:
     """Everything one call does, in order. One instance per call task."""
@@ -312,6 +314,7 @@ class CallFlow:
     async def talk(self, leg_id: str) -> None:
         """Caller and agent are bridged: wait until either hangs up, then end the other."""
         call = self.call
+        self.registrar.talking_started(call)
 
         def leg_gone(e: ev.Event) -> bool:
             return (

@@ -83,6 +83,7 @@ class CallSupervisor:
         self.setup_latencies_ms: deque[float] = deque(maxlen=100_000)
         self._idle = asyncio.Event()
         self._idle.set()
+        self._routing_done = asyncio.Event()
         # Services that own Asterisk state outside any one call (daemon-owned queues): they
         # get events no call claimed, and run after every resync to reconcile their state.
         self.unclaimed_handlers: list[Callable[[ev.Event], bool]] = []
@@ -191,6 +192,7 @@ class CallSupervisor:
         flow = self._flow(call)
         self.flows[call.channel_id] = flow
         self.sink.submit(call.summary)
+        handed_over = False
         try:
             await flow.run()
             if call.summary.outcome is None:
@@ -200,6 +202,12 @@ class CallSupervisor:
                 call.summary.outcome = "abandoned"
             flow.log.info("caller_hung_up", outcome=call.summary.outcome)
         except asyncio.CancelledError:
+            if call.talking:
+                # A conversation with staff is not interrupted by our shutdown: caller and agent
+                # stay bridged in Asterisk, and the next daemon adopts the call (resync).
+                handed_over = True
+                flow.log.info("call_left_talking", outcome=call.summary.outcome)
+                raise
             # Shutdown ran out of time: hand the caller to a human, then let cancellation go on.
             await asyncio.shield(flow.send_to_fallback("shutdown"))
             raise
@@ -208,13 +216,18 @@ class CallSupervisor:
             flow.log.exception("call_flow_failed", error=type(exc).__name__)
             await flow.send_to_fallback("error")
         finally:
-            try:
-                await asyncio.shield(flow.release())
-            finally:
-                call.summary.ended_at = utcnow()
+            if handed_over:
+                call.summary.extra["left_talking_at_shutdown"] = True
                 self.sink.submit(call.summary)
                 self._forget(call)
-                flow.log.info("call_ended", outcome=call.summary.outcome)
+            else:
+                try:
+                    await asyncio.shield(flow.release())
+                finally:
+                    call.summary.ended_at = utcnow()
+                    self.sink.submit(call.summary)
+                    self._forget(call)
+                    flow.log.info("call_ended", outcome=call.summary.outcome)
 
     def _forget(self, call: Call) -> None:
         self.calls.pop(call.channel_id, None)
@@ -224,6 +237,7 @@ class CallSupervisor:
         self.stats.ended += 1
         if not self.calls:
             self._idle.set()
+        self._check_routing_done()
 
     # --- resync ------------------------------------------------------------------------------
 
@@ -295,15 +309,31 @@ class CallSupervisor:
 
     # --- shutdown ----------------------------------------------------------------------------
 
+    def talking_started(self, call: Call) -> None:
+        """The call's routing is done (caller and staff are talking): drain need not wait for it."""
+        call.talking = True
+        self._check_routing_done()
+
+    def _check_routing_done(self) -> None:
+        if all(c.talking for c in self.calls.values()):
+            self._routing_done.set()
+
+    @property
+    def routing(self) -> int:
+        return sum(1 for c in self.calls.values() if not c.talking)
+
     async def drain(self, timeout: float) -> None:
-        """Stop accepting, give in-flight calls ``timeout`` seconds, then cancel the rest."""
+        """Stop accepting, give calls still being routed ``timeout`` seconds, then cancel the
+        rest. Calls already talking to staff are left talking (the next daemon adopts them)."""
         self.accepting = False
-        log.info("calls_draining", active=self.active, timeout_s=timeout)
+        log.info("calls_draining", routing=self.routing, talking=self.active - self.routing, timeout_s=timeout)
+        self._routing_done.clear()
+        self._check_routing_done()
         try:
             async with asyncio.timeout(timeout):
-                await self._idle.wait()
+                await self._routing_done.wait()
         except TimeoutError:
-            log.warning("calls_drain_timeout", remaining=self.active)
+            log.warning("calls_drain_timeout", remaining=self.routing)
         await self.cancel_all()
 
     async def cancel_all(self) -> None:

@@ -175,3 +175,22 @@ async def test_sigterm_style_shutdown_drains_and_refuses_new_calls(pbx: Asterisk
     assert in_flight.continued_to == ("clinic-frontdesk", "s", 1)
     await daemon.stop()
     assert daemon.task.exception() is None
+
+
+async def test_shutdown_leaves_a_conversation_with_staff_alone_and_the_next_daemon_adopts_it(
+    pbx: AsteriskEmulator, start_daemon: DaemonFactory
+) -> None:
+    pbx.add_endpoint("PJSIP/agent1", AgentBehaviour.answer_after(0.2))
+    route = "{type: endpoint, endpoint: PJSIP/agent1, timeout: 5}"
+    first = await start_daemon(default_route=route)
+    call = await pbx.place_call(caller_number="+15551230009", dialled="100")
+    await call.wait_for(lambda c: c.fate == "bridged", timeout=10)
+    agent_leg = next(iter(call.bridged_with))
+    await first.stop()  # SIGTERM: routing is done for this call; the conversation goes on
+    assert call.fate == "bridged" and agent_leg in call.bridged_with
+    second = await start_daemon(default_route=route)
+    await eventually(lambda: call.channel_id in second.supervisor.calls, what="call adopted")
+    assert call.fate == "bridged"  # not dialled again, not moved
+    await call.hangup()
+    await eventually(lambda: not pbx.handle(agent_leg).alive, what="agent leg hung up by the new daemon")
+    await eventually(lambda: no_leaks(pbx, second), what="no leaked call state")
