@@ -46,6 +46,7 @@ class Scenario:
     kwargs: dict[str, Any] = field(default_factory=dict)
     clock: dt.datetime = TUESDAY_MORNING
     call: Any = None
+    notes: list[str] = field(default_factory=list)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -87,6 +88,12 @@ async def _demo(args: argparse.Namespace) -> int:
         async with AsteriskEmulator(username=DEMO_USER, password=DEMO_PASSWORD) as pbx:
             for ctx in ("pbx-router-fallback", "router-queue", "clinic-voicemail", "clinic-after-hours"):
                 pbx.add_context(ctx)
+            # The booking flow's prompts (pbx_router/prompts) at their real length.
+            from pbx_router.calls import booking_prompts
+
+            for name, wav in booking_prompts.rendered_files().items():
+                with contextlib.suppress(wave.Error, OSError), wave.open(str(wav)) as w:
+                    pbx.sounds[f"pbx-router/{name}"] = w.getnframes() / w.getframerate()
             # The clinic's own messages, as an admin installs them (examples/sounds/en/custom).
             for wav in sorted((ROOT / "examples" / "sounds" / "en" / "custom").glob("*.wav")):
                 with contextlib.suppress(wave.Error, OSError), wave.open(str(wav)) as w:
@@ -136,6 +143,7 @@ admin: {{enabled: false}}
                     Scenario("At 22:00: asks for a refill", "+15550100008",
                              {"audio": AUDIO / "refill_02.wav", "audio_at": 0.6}, TUESDAY_NIGHT),
                 ]
+                booking = await _booking_call(app, pbx)
                 for batch in (day, night):
                     if app.brain is not None:
                         clock = batch[0].clock
@@ -144,11 +152,61 @@ admin: {{enabled: false}}
                         s.call = await pbx.place_call(caller_number=s.number, dialled="100", **s.kwargs)
                     await asyncio.gather(*[_follow(pbx, s.call) for s in batch], return_exceptions=True)
                     scenarios += batch
+                if booking is not None:
+                    scenarios.insert(1, booking)
             finally:
                 app.request_stop()
                 await asyncio.wait_for(daemon, timeout=60)
             await _report(scenarios, cfg, data_dir)
     return 0
+
+
+async def _booking_call(app: Any, pbx: Any) -> Scenario | None:
+    """A patient books a checkup on the keypad: the self-service flow end to end."""
+    from pbx_router.calls import booking_prompts as p
+    from pbx_router.scheduling.data import import_clinic_data, load_clinic_file
+
+    if app.brain is None or app.brain.booking is None:
+        return None
+    app.brain.clock = lambda: TUESDAY_MORNING
+    store = await app.get_store()
+    await import_clinic_data(store.pool, await asyncio.to_thread(load_clinic_file, ROOT / "examples" / "clinic-data.yaml"))
+    # Sofia is patient MRN00004 in examples/clinic-patients.csv (date of birth 02/03/2004).
+    s = Scenario("Presses 1, types her date of birth, picks the 2nd time", "+15552220104", {"dtmf": [(0.5, "1")]})
+    s.call = call = await pbx.place_call(caller_number=s.number, dialled="100", **s.kwargs)
+
+    async def prompt_started(name: str) -> None:
+        uri = p.sound(name)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60
+        while not any(pb.media_uri == uri for pb in call.playbacks):
+            if call.fate != "in_stasis" or loop.time() > deadline:
+                raise TimeoutError(name)
+            await asyncio.sleep(0.05)
+
+    async def press(keys: str) -> None:
+        for key in keys:  # keypad speed: real presses are 100 ms or more apart
+            await call.send_dtmf(key)
+            await asyncio.sleep(0.15)
+
+    try:
+        await prompt_started(p.ENTER_DOB)
+        await press("02032004")
+        await prompt_started(p.OFFER_INTRO)
+        await press("2")
+        await prompt_started(p.YOU_CHOSE)
+        await press("1")
+        await call.wait_for(lambda c: c.fate != "in_stasis", timeout=60)
+        rows = await store.pool.fetch(
+            "SELECT a.id, lower(a.during) AS start, p.name AS provider, t.name AS type FROM appointments a"
+            " JOIN providers p ON p.id = a.provider_id JOIN appointment_types t ON t.id = a.type_id"
+            " WHERE a.status = 'booked'")
+        for r in rows:
+            when = r["start"].astimezone(TUESDAY_MORNING.tzinfo).strftime("%a %b %d %H:%M")
+            s.notes.append(f"booked in PostgreSQL: {r['type']} with {r['provider']} on {when} (clinic time)")
+    except (TimeoutError, OSError) as exc:
+        s.notes.append(f"(the booking did not finish: {exc})")
+    return s
 
 
 async def _follow(pbx: Any, call: Any) -> None:
@@ -172,6 +230,8 @@ async def _report(scenarios: list[Scenario], cfg: Any, data_dir: Path) -> None:
     for s in scenarios:
         clock = s.clock.strftime("%a %H:%M")
         print(f"* {s.title}  [{s.number}, clinic time {clock}]")
+        for note in s.notes:
+            print(f"    {note}")
         r = rows.get(s.call.channel_id)
         if r is not None:
             route = r.route or {}
