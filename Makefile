@@ -27,7 +27,7 @@ test: $(STAMP)
 	$(BIN)/python scripts/external_postgres.py $(BIN)/python -m pytest $(DB_TESTS)
 
 bench: $(STAMP)
-	for b in benchmarks/*.py; do $(BIN)/python $$b --quick || exit 1; done
+	for b in call_setup decide queues booking listening_capacity; do $(BIN)/python benchmarks/$$b.py --quick || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

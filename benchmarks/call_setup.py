@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import multiprocessing.connection
 import os
 import resource
 import statistics
@@ -26,7 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
-USER, PASSWORD = "pbx-router", "bench-secret"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import PASSWORD, USER, pct, receive, running_daemon, spawn_emulator  # noqa: E402
 
 
 def rss_mb() -> float:
@@ -69,20 +71,9 @@ def emulator_main(conn: mp.connection.Connection, rate: float, seconds: float, h
 
 
 async def run(rate: float, seconds: float, hold: float) -> dict[str, float | int | str]:
-    from pbx_router import log
-    from pbx_router.app import App
-    from pbx_router.config import parse_config
-
-    log.configure("error", json=True)
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=emulator_main, args=(child, rate, seconds, hold), daemon=True)
-    proc.start()
-    loop = asyncio.get_running_loop()
-    base_url = await loop.run_in_executor(None, parent.recv)
+    proc, conn, base_url = await spawn_emulator(emulator_main, rate, seconds, hold)
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = parse_config(
-            f"""
+        config = f"""
 ari: {{url: "{base_url}", username: {USER}, password: {PASSWORD}}}
 data_dir: "{tmp}"
 calls:
@@ -91,44 +82,29 @@ calls:
   default_route: {{type: dialplan, context: bench-routed}}
   max_concurrent: 100000
 admin: {{enabled: false}}
-""",
-            "bench.yaml",
-            env={},
-        )
-        app = App(cfg, install_signals=False)
-        task = asyncio.create_task(app.run())
-        while not (app.stream and app.stream.ready.is_set()):
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.05)
-        sup = app.supervisor
-        assert sup is not None
-        base_rss = rss_mb()
-        cpu0 = resource.getrusage(resource.RUSAGE_SELF)
-        parent.send("go")
-        placed = await loop.run_in_executor(None, parent.recv)
-        # Every call is now active (greeting of ``hold`` s): sample memory at the peak.
-        peak_active = sup.active
-        peak_rss = rss_mb()
-        routed = await loop.run_in_executor(None, parent.recv)
-        cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-        parent.send("stop")
-        app.request_stop()
-        await asyncio.wait_for(task, 60)
+"""
+        async with running_daemon(config) as app:
+            sup = app.supervisor
+            base_rss = rss_mb()
+            cpu0 = resource.getrusage(resource.RUSAGE_SELF)
+            conn.send("go")
+            placed = await receive(conn)
+            # Every call is now active (greeting of ``hold`` s): sample memory at the peak.
+            peak_active = sup.active
+            peak_rss = rss_mb()
+            routed = await receive(conn)
+            cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+            conn.send("stop")
     proc.join(30)
     cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
-    lat = sorted(sup.setup_latencies_ms)
-
-    def pct(p: float) -> float:
-        return round(lat[min(len(lat) - 1, int(p / 100 * len(lat)))], 3) if lat else float("nan")
-
+    lat = list(sup.setup_latencies_ms)
     return {
         "calls_per_s": rate,
         "calls": placed["placed"],
         "routed": routed["routed"],
         "peak_active_calls": peak_active,
-        "stasis_to_answer_p50_ms": pct(50),
-        "stasis_to_answer_p99_ms": pct(99),
+        "stasis_to_answer_p50_ms": pct(lat, 50),
+        "stasis_to_answer_p99_ms": pct(lat, 99),
         "stasis_to_answer_mean_ms": round(statistics.fmean(lat), 3) if lat else float("nan"),
         "rss_per_call_mb": round((peak_rss - base_rss) / max(1, peak_active), 4),
         "cpu_ms_per_call": round(cpu * 1000 / max(1, placed["placed"]), 3),

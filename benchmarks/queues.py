@@ -18,12 +18,14 @@ import argparse
 import asyncio
 import json
 import multiprocessing as mp
+import multiprocessing.connection
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-USER, PASSWORD = "pbx-router", "bench-secret"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import PASSWORD, USER, pct, receive, running_daemon, spawn_emulator  # noqa: E402
 
 
 def rules_yaml(agents: int) -> str:
@@ -78,52 +80,26 @@ def emulator_main(conn: mp.connection.Connection, rate: float, seconds: float, a
     asyncio.run(main())
 
 
-def pct(values: list[float], p: float) -> float:
-    v = sorted(values)
-    return round(v[min(len(v) - 1, int(p / 100 * len(v)))], 3) if v else float("nan")
-
-
 async def run(rate: float, seconds: float, agents: int) -> dict[str, object]:
-    from pbx_router import log
-    from pbx_router.app import App
-    from pbx_router.config import parse_config
-
-    log.configure("error", json=True)
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe()
-    proc = ctx.Process(target=emulator_main, args=(child, rate, seconds, agents), daemon=True)
-    proc.start()
-    loop = asyncio.get_running_loop()
-    base_url = await loop.run_in_executor(None, parent.recv)
+    proc, conn, base_url = await spawn_emulator(emulator_main, rate, seconds, agents)
     with tempfile.TemporaryDirectory() as tmp:
         rules = Path(tmp) / "bench-rules.yaml"
         rules.write_text(rules_yaml(agents))
-        cfg = parse_config(
-            f"""
+        config = f"""
 ari: {{url: "{base_url}", username: {USER}, password: {PASSWORD}}}
 data_dir: "{tmp}"
 rules: "{rules}"
 speech: {{enabled: false}}
 calls: {{greeting: [], max_concurrent: 100000, fallback: {{context: pbx-router-fallback}}}}
 admin: {{enabled: false}}
-""",
-            "bench.yaml",
-            env={},
-        )
-        app = App(cfg, install_signals=False)
-        task = asyncio.create_task(app.run())
-        while not (app.stream and app.stream.ready.is_set()):
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.05)
-        parent.send("go")
-        result = await loop.run_in_executor(None, parent.recv)
-        svc = app.brain.queue_service
-        ringing = list(svc.stats.decision_to_ringing_ms)
-        bridged = list(svc.stats.answer_to_bridged_ms)
-        parent.send("stop")
-        app.request_stop()
-        await asyncio.wait_for(task, 60)
+"""
+        async with running_daemon(config) as app:
+            conn.send("go")
+            result = await receive(conn)
+            svc = app.brain.queue_service
+            ringing = list(svc.stats.decision_to_ringing_ms)
+            bridged = list(svc.stats.answer_to_bridged_ms)
+            conn.send("stop")
     proc.join(30)
     answered = len(bridged)
     return {
