@@ -29,8 +29,19 @@ def cmd_check_config(args: argparse.Namespace) -> int:
             print(line, file=sys.stderr)
         print(f"{len(exc.errors)} error(s)", file=sys.stderr)
         return 1
+    if cfg.rules:
+        from pbx_router.rules import RulesError, load_rules
+
+        try:
+            load_rules(cfg.rules)
+        except RulesError as exc:
+            for line in exc.errors:
+                print(line, file=sys.stderr)
+            print(f"{len(exc.errors)} error(s) in the rules file {cfg.rules}", file=sys.stderr)
+            return 1
     print(f"{args.file}: OK (ARI {cfg.ari.url} app {cfg.ari.app}; database "
-          f"{'embedded in ' + cfg.data_dir if not cfg.database.url else 'external'})")
+          f"{'embedded in ' + cfg.data_dir if not cfg.database.url else 'external'}; "
+          f"rules {cfg.rules or 'none: every call takes calls.default_route'})")
     return 0
 
 

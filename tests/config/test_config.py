@@ -90,3 +90,14 @@ def test_run_with_bad_config_exits_2_without_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert f"{bad}:2:3: ari.url" in proc.stderr
+
+
+def test_check_config_also_checks_the_rules_file_it_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("version: 1\nrules: [{name: x, then: {target: nowhere}}]\n")
+    cfg = tmp_path / "pbx-router.yaml"
+    cfg.write_text("rules: rules.yaml\nadmin: {enabled: false}\n")
+    assert main(["check-config", str(cfg)]) == 1
+    assert str(rules) in capsys.readouterr().err
+    rules.write_text((Path(__file__).parents[2] / "examples" / "clinic.yaml").read_text())
+    assert main(["check-config", str(cfg)]) == 0
