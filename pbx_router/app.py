@@ -245,7 +245,7 @@ class App:
                     for svc in self.services if hasattr(svc, "serve_forever")
                 ]
                 admin_server = await self._start_admin(cfg)
-                tg.create_task(self._restore_overrides(), name="overrides-restore")
+                restore_task = tg.create_task(self._restore_overrides(), name="overrides-restore")
                 self.started.set()
                 log.info("daemon_started", ari=cfg.ari.url, app=cfg.ari.app)
                 await self.stopping.wait()
@@ -260,6 +260,8 @@ class App:
                     watch_task.cancel()
                 for t in service_tasks:
                     t.cancel()
+                # Retries for as long as the database is down: it must not keep the daemon alive.
+                restore_task.cancel()
                 # Stage 4: records are flushed (or spooled to disk) by the recorder on cancel.
                 rec_task.cancel()
         finally:

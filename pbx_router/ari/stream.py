@@ -172,7 +172,18 @@ class EventStream:
 
     async def _resync(self) -> None:
         if self.on_connected is not None:
-            await self.on_connected()
+            # A failed resync must be tried again: until one succeeds, calls whose events were
+            # lost while we were away are never reconciled (e.g. a bridged call whose agent hung
+            # up meanwhile waits for ever), and the daemon reports itself not ready.
+            delay = self.backoff.minimum
+            while True:
+                try:
+                    await self.on_connected()
+                    break
+                except Exception:  # noqa: BLE001 - CancelledError (socket closed) still propagates
+                    log.exception("ari_resync_failed", retry_in_s=round(delay, 2))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.backoff.maximum)
         self.state = StreamState.READY
         self.ready.set()
         log.info("ari_ready")

@@ -355,7 +355,14 @@ class QueueService:
 
     async def _enter_holding(self, flow: CallFlow, m: Member, action: Queued) -> None:
         await self._holding_bridge(action.queue, action.bridge_id, action.moh_class)
-        await self.ari.add_channel(action.bridge_id, flow.call.channel_id)
+        try:
+            await self.ari.add_channel(action.bridge_id, flow.call.channel_id)
+        except AriGone:
+            # addChannel answers 404 only for a missing *bridge* (a missing channel is 400): the
+            # holding bridge we made earlier is gone (Asterisk restarted). Make it again, once.
+            self._holding.pop(action.queue, None)
+            await self._holding_bridge(action.queue, action.bridge_id, action.moh_class)
+            await self.ari.add_channel(action.bridge_id, flow.call.channel_id)
         m.holding = action.bridge_id
         # Our place in line, kept on the channel itself: a restarted daemon reads it back.
         with contextlib.suppress(AriError):
@@ -471,6 +478,10 @@ class QueueService:
             pending = m.pending.popleft()
             if isinstance(pending, CancelRings):
                 await self._cancel(m, pending)
+        # The answered leg now belongs to the conversation (released with the call, like a
+        # direct dial), not to the ringing: leaving the queue must not hang it up, or a shutdown
+        # that leaves callers talking to staff would cut this one.
+        m.legs.pop(leg, None)
         await flow.talk(leg)
 
     async def _overflow(self, flow: CallFlow, m: Member, action: Overflow) -> None:
@@ -635,6 +646,12 @@ class QueueService:
                     log.info("queue_restored", queue=name, callers=len(entries))
                     self._push(actions)
             live_legs = {leg for m in self.members.values() for leg in m.legs}
+            # Legs a live call talks on (answered here, or found bridged by the supervisor's
+            # adoption of a restarted daemon's conversation) are not stale.
+            for call in calls.values():
+                live_legs |= call.owned_channels
+                if call.resume_talk_leg:
+                    live_legs.add(call.resume_talk_leg)
             for chan in channels:
                 if is_agent_leg(chan.id) and chan.id not in live_legs:
                     # Rung by a previous life of the daemon: its caller is rung afresh instead.
