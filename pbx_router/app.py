@@ -52,6 +52,11 @@ class RecorderSink:
         self._recorder.submit(self._record_cls(**asdict(summary)))
 
 
+def _log_reload_failure(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("rules_reload_failed", error=repr(task.exception()))
+
+
 class LazyOverrideRepository:
     """Records overrides in PostgreSQL, opening the store on first use."""
 
@@ -327,7 +332,10 @@ class App:
         if self.rules is None:
             log.info("sighup_ignored", reason="no rules file configured")
             return
+        if self._reload_task is not None and not self._reload_task.done():
+            return  # one reload at a time; the file watcher catches anything newer
         self._reload_task = asyncio.get_running_loop().create_task(self.reload_rules(), name="rules-reload")
+        self._reload_task.add_done_callback(_log_reload_failure)
 
     async def reload_rules(self) -> dict[str, Any]:
         """Validate, then swap atomically; an invalid file leaves the old rules in force."""

@@ -177,6 +177,14 @@ _CHANNEL_EVENTS: dict[str, type[ChannelEvent]] = {
 }
 
 
+def _int(value: Any) -> int:
+    """A number Asterisk sends; a malformed one becomes 0 rather than costing the whole event."""
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def _chan(d: dict[str, Any], key: str) -> Channel | None:
     v = d.get(key)
     return Channel.from_json(v) if v is not None else None
@@ -209,7 +217,7 @@ def event_from_dict(d: dict[str, Any]) -> Event:
         return _CHANNEL_EVENTS[t](**c, channel=_chan(d, "channel"))
     if t == "ChannelDestroyed":
         return ChannelDestroyed(
-            **c, channel=_chan(d, "channel"), cause=int(d.get("cause") or 0),
+            **c, channel=_chan(d, "channel"), cause=_int(d.get("cause")),
             cause_txt=str(d.get("cause_txt") or ""),
         )
     if t == "ChannelHangupRequest":
@@ -221,7 +229,7 @@ def event_from_dict(d: dict[str, Any]) -> Event:
     if t == "ChannelDtmfReceived":
         return ChannelDtmfReceived(
             **c, channel=_chan(d, "channel"), digit=str(d.get("digit") or ""),
-            duration_ms=int(d.get("duration_ms") or 0),
+            duration_ms=_int(d.get("duration_ms")),
         )
     if t == "ChannelVarset":
         return ChannelVarset(
@@ -229,7 +237,7 @@ def event_from_dict(d: dict[str, Any]) -> Event:
             value=str(d.get("value") or ""),
         )
     if t == "ChannelTalkingFinished":
-        return ChannelTalkingFinished(**c, channel=_chan(d, "channel"), duration=int(d.get("duration") or 0))
+        return ChannelTalkingFinished(**c, channel=_chan(d, "channel"), duration=_int(d.get("duration")))
     if t in ("ChannelEnteredBridge", "ChannelLeftBridge"):
         cls = ChannelEnteredBridge if t == "ChannelEnteredBridge" else ChannelLeftBridge
         b = d.get("bridge")

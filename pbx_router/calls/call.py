@@ -96,6 +96,7 @@ class Call:
         self.adopted = adopted
         self.dialled = args[0] if args else channel.dialplan.exten
         self.inbox: asyncio.Queue[ev.Event] = asyncio.Queue(self.INBOX_SIZE)
+        self._pushback: list[ev.Event] = []
         self.gone = asyncio.Event()
         self.left_stasis = False
         self.dtmf: list[str] = []
@@ -149,19 +150,24 @@ class Call:
         """
         async with asyncio.timeout(timeout):
             while True:
-                while not self.inbox.empty():
-                    e = self.inbox.get_nowait()
+                while self._pushback or not self.inbox.empty():
+                    e = self._pushback.pop() if self._pushback else self.inbox.get_nowait()
                     if predicate(e):
                         return e
                 self.raise_if_gone()
                 get = asyncio.ensure_future(self.inbox.get())
                 gone = asyncio.ensure_future(self.gone.wait())
+                done: set[asyncio.Future[Any]] = set()
                 try:
                     done, _ = await asyncio.wait({get, gone}, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     gone.cancel()
                     if not get.done():
                         get.cancel()
+                    elif get not in done and not get.cancelled() and get.exception() is None:
+                        # Taken from the inbox just as the timeout (or a cancel) hit: keep it
+                        # for the next wait instead of losing it (a keypad digit, say).
+                        self._pushback.append(get.result())
                 if get in done and not get.cancelled():
                     e = get.result()
                     if predicate(e):

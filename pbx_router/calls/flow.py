@@ -26,8 +26,8 @@ def bridge_id_for(caller_channel_id: str) -> str:
     return f"{ID_PREFIX}b-{caller_channel_id}"
 
 
-def leg_id_for(caller_channel_id: str, n: int) -> str:
-    return f"{ID_PREFIX}l{n}-{caller_channel_id}"
+def leg_id_for(caller_channel_id: str, tag: str) -> str:
+    return f"{ID_PREFIX}l{tag}-{caller_channel_id}"
 
 
 def owner_of(object_id: str) -> str | None:
@@ -232,7 +232,7 @@ class CallFlow:
     async def dial_and_bridge(self, route: Route) -> None:
         """Dial ``route.endpoint``; on answer, join caller and agent in a mixing bridge."""
         call = self.call
-        leg_id = leg_id_for(call.channel_id, len(call.owned_channels))
+        leg_id = leg_id_for(call.channel_id, uuid.uuid4().hex[:8])
         bridge_id = bridge_id_for(call.channel_id)
         # Events for the leg can arrive before the originate's response: claim the id first.
         self.registrar.claim(call, leg_id)

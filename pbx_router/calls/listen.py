@@ -76,6 +76,7 @@ class Listener:
         self.endpointer = Endpointer(settings.endpointer or EndpointerConfig(), self.fmt.sample_rate)
         self._task: asyncio.Task[None] | None = None
         self._finishing: set[asyncio.Task[None]] = set()
+        self._stopping = False
         self.utterances = 0
         self.log = log.bind(call_id=call.call_id)
 
@@ -118,18 +119,21 @@ class Listener:
 
     def _pump_done(self, task: asyncio.Task[None]) -> None:
         # Ears that stop must not leave the caller waiting for a transcript that never comes.
-        if task.cancelled():
+        if task.cancelled() or self._stopping:
             return
         exc = task.exception()
         if exc is not None:
             self.log.error("listen_failed", error=repr(exc))
-            self.call.deliver(ListenEvent(type="PbxRouterListen", kind="error", detail=f"listener failed: {exc!r}"))
+        # Crashed, or the RTP socket closed under us: either way nothing more will be heard.
+        detail = f"listener failed: {exc!r}" if exc is not None else "caller audio stopped"
+        self.call.deliver(ListenEvent(type="PbxRouterListen", kind="error", detail=detail))
 
     def new_turn(self) -> None:
         """The prompt finished: the no-input clock starts now."""
         self.endpointer.reset()
 
     async def stop(self) -> None:
+        self._stopping = True
         tasks = [t for t in (self._task, *self._finishing) if t is not None]
         for t in tasks:
             t.cancel()

@@ -177,6 +177,7 @@ class CallSupervisor:
         )
 
     async def _refuse(self, call: Call) -> None:
+        structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(call_id=call.call_id)
         flow = self._flow(call)
         call.summary.outcome = "refused"
