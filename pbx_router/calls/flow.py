@@ -291,8 +291,10 @@ class CallFlow:
         call.owned_bridges.add(bridge_id)
         try:
             await self.ari.add_channel(bridge_id, [call.channel_id, leg_id])
-        except AriError as exc:
-            if isinstance(exc, AriGone) or call.gone.is_set():
+        except AriError:
+            # A 404 here names the bridge (a missing channel is a 400): the caller is only gone
+            # if we were told so. Anything else is an error, and errors end at the fallback.
+            if call.gone.is_set():
                 raise CallerGone(call.channel_id) from None
             raise
         call.summary.outcome = f"bridged:{route.endpoint}"
