@@ -458,10 +458,14 @@ class QueueService:
             # Adding to the mixing bridge takes the caller out of the holding bridge.
             await self.ari.add_channel(bridge_id, [call.channel_id, leg])
         except AriError as exc:
-            if isinstance(exc, AriGone) or call.gone.is_set():
-                call.gone.set()
+            if call.gone.is_set():
                 raise CallerGone(call.channel_id) from None
-            # The agent vanished between answer and bridge: back in line, same place.
+            if isinstance(exc, AriGone):
+                # 404 from addChannel names the bridge (a missing channel is a 400): make it
+                # again before the next answer.
+                m.mixing_ready = False
+            # The agent vanished between answer and bridge, or the bridge did: back in line,
+            # same place.
             log.warning("queue_bridge_failed", agent=action.agent, error=str(exc))
             self._push(self.dispatcher.call_ended(m.caller_id, self.clock()))
             m.state = "done"
