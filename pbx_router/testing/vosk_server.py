@@ -78,7 +78,6 @@ class VoskServer:
         await self.close()
 
     async def _handle(self, request: web.Request) -> web.WebSocketResponse:
-        import vosk
 
         ws = web.WebSocketResponse(max_msg_size=1 << 22)
         await ws.prepare(request)

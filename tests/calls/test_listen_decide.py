@@ -4,7 +4,6 @@ rules decide, and the caller ends up where the rules say."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 from pathlib import Path
 from typing import Any

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pbx_router.testing import AgentBehaviour
 
-from helpers import eventually
 from queueing.conftest import QueueBed, agents_for
 
 
