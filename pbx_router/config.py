@@ -324,7 +324,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     base = p.resolve().parent
     updates: dict[str, Any] = {}
     if not Path(cfg.data_dir).is_absolute():
-        updates["data_dir"] = str(base / cfg.data_dir)
+        updates["data_dir"] = str((base / cfg.data_dir).resolve())
     if cfg.rules and not Path(cfg.rules).is_absolute():
-        updates["rules"] = str(base / cfg.rules)
+        updates["rules"] = str((base / cfg.rules).resolve())
     return cfg.model_copy(update=updates) if updates else cfg
