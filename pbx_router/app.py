@@ -102,7 +102,8 @@ class DaemonBackend(InMemoryBackend):
         app = self.app
         stream = app.stream
         self.ready = bool(stream is not None and stream.ready.is_set())
-        self.ari = {"state": stream.state.value if stream else "stopped",
+        state = stream.state.value if stream else "stopped"
+        self.ari = {"state": state, "connected": state in ("syncing", "ready"),
                     **(asdict(stream.stats) if stream else {})}
         self.calls = self.calls_view()
         if app.recorder is not None:

@@ -91,6 +91,11 @@ def register(subparsers: Any) -> None:
                                    description="Readiness, Asterisk link, calls, rules and queues of a running daemon.")
     status.set_defaults(func=_entry(_status))
 
+    callbacks = subparsers.add_parser("callbacks", parents=[common], help="callers waiting for a call back",
+                                      description="Callback requests callers left (newest first), for staff.")
+    callbacks.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+    callbacks.set_defaults(func=_entry(_callbacks))
+
 
 # -- argument types ---------------------------------------------------------------------------
 
@@ -263,6 +268,20 @@ def _agent_list(client: AdminClient, args: argparse.Namespace) -> int:
                  a["presence"] + (" (override)" if a.get("presence_override") else ""),
                  a.get("status", "-"), ",".join(a.get("queues", [])) or "-") for a in agents],
                ("ENDPOINT", "NAME", "PRESENCE", "STATUS", "QUEUES"))
+    return 0
+
+
+def _callbacks(client: AdminClient, args: argparse.Namespace) -> int:
+    rows = client.get(f"/api/callbacks?limit={max(1, min(args.limit, 1000))}")["callbacks"]
+    if args.json:
+        _print_json(rows)
+        return 0
+    if not rows:
+        print("no callback requests")
+        return 0
+    _table([(r.get("at", "")[:16].replace("T", " "), r.get("number") or "-", r.get("name") or "-",
+             r.get("queue") or "-", r.get("intent") or "-") for r in rows],
+           ("WHEN (UTC)", "NUMBER", "NAME", "TEAM", "ABOUT"))
     return 0
 
 

@@ -4,6 +4,7 @@ rules decide, and the caller ends up where the rules say."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -268,6 +269,20 @@ async def test_after_hours_callback_request_is_recorded_for_staff(
         found = await eventually(callbacks, timeout=10, what="callback request listed")
     assert found[0]["number"] == "+15554000011"
     assert found[0]["queue"] == "records" and found[0]["intent"] == "test_results"
+    # The front desk's view of the same list, from the CLI (a blocking client: off the loop).
+    import contextlib
+    import io
+
+    from pbx_router.cli import main
+
+    out = io.StringIO()
+
+    def run_cli() -> int:
+        with contextlib.redirect_stdout(out):
+            return main(["callbacks", "--url", daemon.app.admin_url, "--token", "s3cret"])
+
+    assert await asyncio.to_thread(run_cli) == 0
+    assert "+15554000011" in out.getvalue() and "records" in out.getvalue()
 
 
 async def test_recogniser_crash_mid_utterance_falls_back_to_the_keypad(
