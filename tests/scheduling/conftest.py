@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,6 @@ from pbx_router.scheduling.data import import_clinic_data, load_clinic_file
 from pbx_router.scheduling.patients import PatientDirectory
 from pbx_router.scheduling.service import SchedulingService
 from pbx_router.store import Store
-from pbx_router.store.testing import postgres_server, temporary_database
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "clinic-data.yaml"
 
@@ -32,15 +31,15 @@ class FakeClock:
 
 
 @pytest.fixture(scope="session")
-def scheduling_server_url() -> Iterator[str]:
-    with postgres_server() as url:
-        yield url
+def scheduling_server_url(postgres_url: str) -> str:
+    """The session's one server (tests/conftest.py)."""
+    return postgres_url
 
 
 @pytest.fixture
-async def db_url(scheduling_server_url: str) -> AsyncIterator[str]:
-    async with temporary_database(scheduling_server_url) as url:
-        yield url
+def db_url(database_url: str) -> str:
+    """A fresh database on it (tests/conftest.py's ``database_url``)."""
+    return database_url
 
 
 @pytest.fixture

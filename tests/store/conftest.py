@@ -14,14 +14,13 @@ from typing import Any
 import pytest
 
 from pbx_router.store import EmbeddedPostgres, Store
-from pbx_router.store.testing import postgres_server, scratch_dir, temporary_database
+from pbx_router.store.testing import scratch_dir
 
 
 @pytest.fixture(scope="session")
-def postgres_server_url() -> Iterator[str]:
-    """Admin DSN of the session's server (embedded, fsync off), shared by all tests."""
-    with postgres_server() as url:
-        yield url
+def postgres_server_url(postgres_url: str) -> str:
+    """Admin DSN of the session's one server (tests/conftest.py), shared by all tests."""
+    return postgres_url
 
 
 @pytest.fixture
@@ -30,13 +29,6 @@ def data_dir() -> Iterator[Path]:
     permissions a concurrent pytest session may reset while our server runs)."""
     with scratch_dir() as path:
         yield path
-
-
-@pytest.fixture
-async def database_url(postgres_server_url: str) -> AsyncIterator[str]:
-    """DSN of a fresh, empty database, dropped after the test."""
-    async with temporary_database(postgres_server_url) as url:
-        yield url
 
 
 @pytest.fixture
