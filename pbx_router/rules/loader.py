@@ -341,6 +341,7 @@ def _cross_check(
                 break
 
     _check_queues(spec, err, warn)
+    _check_red_flags(spec, err)
 
     if not any(i.urgency == "emergency" for i in spec.intents.values()):
         warn(
@@ -390,6 +391,21 @@ def _check_queues(
     for name in spec.queues:
         if not any(a for a in spec.agents.values() if name in a.queues):
             warn(("queues", name), f"queue '{name}' has no agents")
+
+
+def _check_red_flags(spec: RulesFile, err: Callable[[tuple[Any, ...], str], None]) -> None:
+    """Every red-flag route names an intent of this file whose urgency is emergency, so a red
+    flag can never be sent to a routine or self-service path by the clinic's own file."""
+    for key, intent in spec.red_flags.routes.items():
+        path = ("red_flags", "routes", key)
+        if intent not in spec.intents:
+            err(path, f"undefined intent '{intent}'")
+        elif spec.intents[intent].urgency != "emergency":
+            err(
+                path,
+                f"red flag '{key}' routed to intent '{intent}' (urgency {spec.intents[intent].urgency});"
+                " red flags may only go to an intent with urgency emergency",
+            )
 
 
 def _shadows(earlier: dict[str, Any], later: dict[str, Any]) -> bool:

@@ -21,6 +21,7 @@ from pydantic import (
     model_validator,
 )
 
+from pbx_router.intents.screen import RedFlagsSpec
 from pbx_router.intents.spec import IntentSpec, Urgency, _listify
 from pbx_router.queues.model import AgentConfig, QueueConfig, names_from_keys
 
@@ -404,6 +405,12 @@ class RulesFile(_Model):
     )
     agents: dict[Text, AgentConfig] = Field(
         default_factory=dict, description="Agent phones of the daemon-owned queues, with their queues and skills.",
+    )
+    red_flags: RedFlagsSpec = Field(
+        default_factory=RedFlagsSpec,
+        description="Additions to the built-in emergency screen, which runs on every utterance"
+        " before intent ranking and cannot be switched off: extra words per red flag, new red"
+        " flags, and which emergency intent each red flag or category goes to.",
     )
 
     @model_validator(mode="before")
