@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pbx_router.admin import InMemoryBackend
 from pbx_router.ari import AriClient, Backoff, EventStream
@@ -25,6 +25,9 @@ from pbx_router.calls.call import CallSummary, Route
 from pbx_router.calls.supervisor import CallSupervisor, FlowSettings, StaticRouter
 from pbx_router.config import Config, DialplanTarget
 from pbx_router.log import get_logger
+
+if TYPE_CHECKING:
+    from pbx_router.store.retention import RetentionJob
 
 log = get_logger("pbx_router.app")
 
@@ -186,6 +189,7 @@ class App:
         self.admin_url: str | None = None
         # Optional call services built at start (see _build_services), run in the top TaskGroup.
         self.services: list[Any] = []
+        self.retention: RetentionJob | None = None  # the purge job (store/retention.py), built at start
 
     def request_stop(self) -> None:
         self.stopping.set()
@@ -193,9 +197,10 @@ class App:
     async def run(self) -> None:
         cfg = self.config
         data_dir = Path(cfg.data_dir)
-        data_dir.mkdir(parents=True, exist_ok=True)
-
         from pbx_router.store import CallRecorder
+        from pbx_router.store.files import private_directory
+
+        private_directory(data_dir)  # call records and transcripts: the daemon's user only
 
         recorder = CallRecorder(self._store_factory(cfg, data_dir), data_dir / "spool",
                                 max_spool_records=cfg.database.spool_max_records)
@@ -240,6 +245,7 @@ class App:
         try:
             async with asyncio.TaskGroup() as tg:
                 rec_task = tg.create_task(recorder.run(), name="call-recorder")
+                retention_task = tg.create_task(self._retention(cfg, recorder).run(), name="retention-purge")
                 stream_task = tg.create_task(stream.run(), name="ari-stream")
                 watch_task = None
                 if self.rules is not None:
@@ -268,12 +274,20 @@ class App:
                     t.cancel()
                 # Retries for as long as the database is down: it must not keep the daemon alive.
                 restore_task.cancel()
+                retention_task.cancel()
                 # Stage 4: records are flushed (or spooled to disk) by the recorder on cancel.
                 rec_task.cancel()
         finally:
             if self.install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
+
+    def _retention(self, cfg: Config, recorder: Any) -> RetentionJob:
+        from pbx_router.store.retention import RetentionJob
+
+        self.retention = RetentionJob(self.get_store, recorder.spool, cfg.retention.days,
+                                      interval=cfg.retention.interval_hours * 3600)
+        return self.retention
 
     async def get_store(self) -> Any:
         """The store, opened on first use. A database that is down at start (or a slow embedded

@@ -50,6 +50,12 @@ class DatabaseConfig(_Section):
     spool_max_records: int = Field(1_000_000, ge=1000)
 
 
+class RetentionConfig(_Section):
+    days: int = Field(365, ge=1, le=36500, description="call records, transcripts and spooled records "
+                      "older than this many days are deleted")
+    interval_hours: float = Field(24.0, ge=0.01, le=168, description="how often the purge runs (also once at start)")
+
+
 class LogConfig(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
@@ -152,6 +158,7 @@ class Config(_Section):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     data_dir: str = "./var"
     log: LogConfig = Field(default_factory=LogConfig)
+    retention: RetentionConfig = Field(default_factory=RetentionConfig)
     calls: CallsConfig = Field(default_factory=CallsConfig)
     shutdown: ShutdownConfig = Field(default_factory=ShutdownConfig)
     media: MediaConfig = Field(default_factory=MediaConfig)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 from pbx_router.config import ConfigError, load_config
@@ -69,6 +70,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pbx_router.app import App
 
     log.configure(cfg.log.level, json={"auto": None, "json": True, "console": False}[cfg.log.format])
+    # Whatever the daemon writes (spool, data directory, caches) holds or sits next to health
+    # information: nobody but its own user reads it. The spool and data directory also set their
+    # modes explicitly, for App used in-process (tests, the demo).
+    os.umask(0o077)
     try:
         asyncio.run(App(cfg).run())
     except KeyboardInterrupt:

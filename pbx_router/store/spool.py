@@ -12,6 +12,10 @@ starts a new one.
 
 Thread-safe (one lock): the recorder appends from a worker thread, and from the event loop thread
 when its memory queue overflows.
+
+The records hold phone numbers and transcripts: the directory is 0700 and segments 0600 (also
+ones an older version left readable), and segments older than the retention period are purged
+(``purge_older_than``) whether or not they reached the database.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from pbx_router.log import get_logger
+from pbx_router.store.files import create_private_file, private_directory, private_file
 
 log = get_logger(__name__)
 
@@ -60,7 +65,8 @@ class Spool:
         self._active: _Segment | None = None
         self._reading: Path | None = None
         self._next_seq = 1
-        directory.mkdir(parents=True, exist_ok=True)
+        self.purged = 0  # records deleted for being older than the retention period
+        private_directory(directory)
         self._scan()
 
     # -- state --------------------------------------------------------------------------------
@@ -78,9 +84,13 @@ class Spool:
                 found.append((int(match[1]), path))
             elif path.name.endswith(".jsonl.tmp"):
                 path.unlink(missing_ok=True)
+        tightened = 0
         for seq, path in sorted(found):
+            tightened += private_file(path)
             self._segments.append(_Segment(path, _count_lines(path)))
             self._next_seq = seq + 1
+        if tightened:
+            log.warning("spool_permissions_tightened", directory=str(self.directory), files=tightened)
         if found:
             log.info("spool_found", directory=str(self.directory), records=self.pending)
 
@@ -108,7 +118,7 @@ class Spool:
         if self._active is None or self._active.records >= self.segment_records:
             path = self.directory / f"{self._next_seq:012d}.jsonl"
             self._next_seq += 1
-            path.touch()
+            create_private_file(path)
             _fsync_dir(self.directory)  # the new name must survive a power cut too
             self._active = _Segment(path, 0)
             self._segments.append(self._active)
@@ -175,6 +185,29 @@ class Spool:
             if self._reading == path:
                 self._reading = None
             path.unlink(missing_ok=True)
+
+    def purge_older_than(self, cutoff: float) -> tuple[int, int]:
+        """Delete every segment last written before ``cutoff`` (a ``time.time()`` value): all its
+        records are older than that. The one being replayed stays (the next run gets it).
+        Returns (segments, records) deleted."""
+        segments = records = 0
+        with self._lock:
+            for segment in list(self._segments):
+                if segment.path == self._reading:
+                    continue
+                try:
+                    if segment.path.stat().st_mtime >= cutoff:
+                        continue
+                except FileNotFoundError:
+                    pass  # gone already: forget it too
+                if segment is self._active:
+                    self._active = None
+                self._segments.remove(segment)
+                segment.path.unlink(missing_ok=True)
+                segments += 1
+                records += segment.records
+            self.purged += records
+        return segments, records
 
     def release(self, path: Path) -> None:
         """Replay of ``path`` stopped early: it stays, and becomes droppable again."""

@@ -101,3 +101,18 @@ def test_check_config_also_checks_the_rules_file_it_names(tmp_path: Path, capsys
     assert str(rules) in capsys.readouterr().err
     rules.write_text((Path(__file__).parents[2] / "examples" / "clinic.yaml").read_text())
     assert main(["check-config", str(cfg)]) == 0
+
+
+def test_retention_defaults_to_a_year_and_check_config_rejects_nonsense(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = "ari: {password: 7f3c9a2e5b1d4e6f8a0c}\nadmin: {enabled: false}\n"
+    assert parse_config(base, env={}).retention.days == 365
+    cfg = parse_config(base + "retention: {days: 30, interval_hours: 6}\n", env={})
+    assert (cfg.retention.days, cfg.retention.interval_hours) == (30, 6)
+    bad = tmp_path / "retention.yaml"
+    bad.write_text(base + "retention:\n  days: 0\n  interval_hours: 0\n  keep: forever\n")
+    assert main(["check-config", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:4:3: retention.days: Input should be greater than or equal to 1" in err
+    assert f"{bad}:5:3: retention.interval_hours:" in err and f"{bad}:6:3: retention.keep: unknown field" in err
