@@ -54,7 +54,7 @@ POST_NEGATION_WINDOW = 6
 HISTORY_WINDOW = 8
 TOPIC_BEFORE_WINDOW = 3
 # Fuzzy (one-letter) matching only for folded words at least this long: short words collide.
-FUZZY_MIN = 5
+FUZZY_MIN = 6
 MAX_TOKENS = 200
 MAX_COMBOS = 24
 _TOKEN_CACHE_MAX = 50_000
@@ -72,6 +72,7 @@ RESERVED_CLASSES = frozenset(
         "RECUR",
         "TOPIC_AFTER",
         "TOPIC_BEFORE",
+        "TOPIC_CRISIS",
         "IGNORE",
     }
 )
@@ -87,6 +88,13 @@ _RECUR_DEFAULT = (
     "worse again",
     "getting worse",
 )
+
+# What may follow "is gone" / "got better" when it does mean the symptom ended.
+_POST_FOLLOWERS = frozenset(
+    "now away completely totally entirely already thank thanks and so but by after since "
+    "on off i he she it we they today yesterday this last though".split()
+)
+_SPECIAL_WORDS: dict[str, list[str]] = {"od'd": ["overdosed"], "o.d.": ["overdose"], "x-ray": ["xray"]}
 
 _MARKERS = re.compile(r"\[[^\]]*\]|<[^>]*>")
 _TOKEN = re.compile(r"\d+(?:\.\d+)?|[^\W\d_]+(?:['\u2019][^\W\d_]+)*|[.,;:!?]+")
@@ -393,6 +401,9 @@ _BARE_CONTRACTIONS: dict[str, list[str]] = {
 
 
 def _expand(word: str) -> list[str]:
+    special = _SPECIAL_WORDS.get(word)
+    if special is not None:
+        return special
     bare = _BARE_CONTRACTIONS.get(word)
     if bare is not None:
         return bare
@@ -446,9 +457,21 @@ def _fold(token: str) -> str:
     return fold(token)
 
 
+# Not lemmatised: simplemma maps "me" to "i", "better" to "good", "was" to "be", which makes
+# unrelated phrases collide ("not know me" / "not know why i"). Lexicon entries spell these out.
+_NO_LEMMA = frozenset(
+    "i me my mine we us our you your he him his she her hers it its they them their "
+    "am is are was were be been being has have had having do does did done "
+    "get gets got gotten getting go goes going gone went "
+    "better best worse worst more most less least".split()
+)
+
+
 def _keys(token: str) -> set[str]:
     """Surface, lemma and (for longer words) spelling folds. Short words are not folded: their
     folds collide ("pain" and "pan")."""
+    if token in _NO_LEMMA:
+        return {token}
     lem = lemma(token)
     keys = {token, lem}
     for w in (token, lem):
@@ -604,7 +627,9 @@ class _Lexicon:
         name = f"'{slot}'"
         if name not in self.class_ids:
             cid = self._class(name)
-            self._add_member(cid, slot)
+            # "a|b_c": either "a" or the phrase "b c".
+            for alt in slot.split("|"):
+                self._add_member(cid, alt.replace("_", " "))
         return self.class_ids[name]
 
     def _compile_rule(self, flag: str, text: str, score: float | None, unless: str | None) -> _CompiledRule:
@@ -677,6 +702,7 @@ class _Utterance:
     clauses: list[int]
     confidences: list[float | None]
     occ: dict[int, list[_Occ]] = field(default_factory=dict)
+    segments: list[int] = field(default_factory=list)
 
 
 class EmergencyScreen:
@@ -748,6 +774,13 @@ class EmergencyScreen:
                 confs = [float(word_confidences[r]) for r in raw_index]
         u = _Utterance(tokens, clauses, confs)
         u.occ = self._occurrences(u)
+        # Segments: clauses further cut at terminators ("but", "and now"); negation, history
+        # and topic context never reach across one.
+        seg = list(clauses)
+        for t in u.occ.get(self._lex.reserved.get("TERMINATOR", -1), []):
+            for k in range(t.start, len(seg)):
+                seg[k] += 1
+        u.segments = seg
         matches = self._matches(u)
         if not matches:
             return [], []
@@ -815,13 +848,15 @@ class EmergencyScreen:
                 lst.append(o)
 
         single, pairs = lex.single, lex.pairs
+        clauses = u.clauses
         for i in range(n):
+            ci = clauses[i]
             for wid, (end, fz) in at[i].items():
                 first = tuple(range(i, end))
                 for cid in single.get(wid, ()):
                     add(cid, _Occ(i, end, first, fz))
                 for k in (end, end + 1):
-                    if k >= n:
+                    if k >= n or clauses[k] != ci:
                         break
                     for wid2, (end2, fz2) in at[k].items():
                         for cid, rest in pairs.get((wid, wid2), ()):
@@ -829,7 +864,7 @@ class EmergencyScreen:
                             if not rest:
                                 add(cid, _Occ(i, end2, second, fz or fz2))
                                 continue
-                            found = _follow(at, end2, rest, n)
+                            found = _follow(at, end2, rest, n, clauses)
                             if found is not None:
                                 positions, stop, fz3 = found
                                 add(cid, _Occ(i, stop, (*second, *positions), fz or fz2 or fz3))
@@ -863,7 +898,7 @@ class EmergencyScreen:
                 for g in rule.groups:
                     occs = group_cache.get(g)
                     if occs is None:
-                        occs = _group_occurrences(u.occ, g)
+                        occs = _group_occurrences(u.occ, g, u.clauses)
                         group_cache[g] = occs
                     if not occs:
                         break
@@ -883,7 +918,7 @@ class EmergencyScreen:
         lex = self._lex
         r = lex.reserved
         occ = u.occ
-        clauses = u.clauses
+        clauses = u.segments
         words = [t[0] for t in u.tokens]
         pos = m.positions
         category = lex.flags[m.rule.flag].category
@@ -921,6 +956,10 @@ class EmergencyScreen:
                 continue
             if any(t.end <= p <= t.end + 2 for p in pos):
                 continue  # "her face has gone droopy": the change itself, not its end
+            if any(s.start <= t.start and t.end <= s.end for s in pseudo):
+                continue  # "not getting better"
+            if t.end < len(words) and clauses[t.end] == clauses[t.end - 1] and words[t.end] not in _POST_FOLLOWERS:
+                continue  # "he's gone really pale": a change of state, not a resolution
             c = clauses[t.start]
             if not any(t.start - POST_NEGATION_WINDOW <= p < t.start and clauses[p] == c for p in pos):
                 continue
@@ -930,24 +969,39 @@ class EmergencyScreen:
                 unsure = ("resolved", text_of(t), True)
                 continue
             return ("resolved", text_of(t), False)
-        # History: "last year", "after my heart attack", "history of" -- not when the same
-        # clause says it is happening now ("again", "right now").
+        # History: "last year", "after my heart attack", "history of" -- unless a marker of
+        # the present ("again", "right now") in the same segment is nearer the match.
         c0 = clauses[pos[0]]
-        present_here = any(clauses[o.start] == c0 for o in occ.get(r.get("PRESENT", -1), []))
-        if not present_here:
-            for t in occ.get(r.get("HIST", -1), []):
-                if clauses[t.start] != c0 and clauses[t.end - 1] != c0:
-                    continue
-                if min(abs(t.start - pos[-1]), abs(pos[0] - (t.end - 1))) <= HISTORY_WINDOW:
+
+        def distance(o: _Occ) -> int:
+            return min(abs(o.start - pos[-1]), abs(pos[0] - (o.end - 1)))
+
+        present = [
+            distance(o)
+            for o in occ.get(r.get("PRESENT", -1), [])
+            if clauses[o.start] == c0 and set(o.positions).isdisjoint(pos)
+        ]
+        nearest_present = min(present) if present else 1 << 30
+        for t in occ.get(r.get("HIST", -1), []):
+            if clauses[t.start] != c0 and clauses[t.end - 1] != c0:
+                continue
+            d = distance(t)
+            if d <= HISTORY_WINDOW and d < nearest_present:
+                return ("historical", text_of(t), False)
+        for t in occ.get(r.get("HIST_PRE", -1), []):
+            if clauses[t.end - 1] == c0 and 0 <= pos[0] - t.end < PRE_NEGATION_WINDOW:
+                if pos[0] - t.end < nearest_present:
                     return ("historical", text_of(t), False)
-            for t in occ.get(r.get("HIST_PRE", -1), []):
-                if clauses[t.end - 1] == c0 and 0 <= pos[0] - t.end < PRE_NEGATION_WINDOW:
-                    return ("historical", text_of(t), False)
-        # Topic, not symptom: "seizure medication", "results of my chest x-ray". Never for
-        # crisis words: a caller asking about suicide is treated as being at risk.
+        # Topic, not symptom: "seizure medication", "results of my chest x-ray". Crisis words
+        # only for a few program/paperwork words: a caller asking about suicide is at risk.
+        pset = set(pos)
+        if category == "crisis":
+            for t in occ.get(r.get("TOPIC_CRISIS", -1), []):
+                if t.start == pos[-1] + 1 and pset.isdisjoint(t.positions):
+                    return ("topic", text_of(t), False)
         if category == "medical":
             for t in occ.get(r.get("TOPIC_AFTER", -1), []):
-                if t.start == pos[-1] + 1 and not set(t.positions) & set(pos):
+                if t.start - 1 in pset and pset.isdisjoint(t.positions):
                     return ("topic", text_of(t), False)
             for t in occ.get(r.get("TOPIC_BEFORE", -1), []):
                 gap = pos[0] - t.end
@@ -966,16 +1020,18 @@ def _follow(
     start: int,
     rest: tuple[frozenset[int], ...],
     n: int,
+    clauses: list[int],
 ) -> tuple[tuple[int, ...], int, bool] | None:
     """Match the remaining words of a phrase from ``start``, allowing one skipped word
     between neighbours. Returns (positions, end, fuzzy)."""
     positions: list[int] = []
     j = start
     fuzzy = False
+    c = clauses[start - 1]
     for ws in rest:
         hit = None
         for k in (j, j + 1):
-            if k >= n:
+            if k >= n or clauses[k] != c:
                 break
             slot = at[k]
             for wid in ws:
@@ -994,7 +1050,9 @@ def _follow(
     return tuple(positions), j, fuzzy
 
 
-def _group_occurrences(occ: Mapping[int, list[_Occ]], group: tuple[int, ...]) -> list[_Occ]:
+def _group_occurrences(
+    occ: Mapping[int, list[_Occ]], group: tuple[int, ...], clauses: list[int]
+) -> list[_Occ]:
     firsts = occ.get(group[0], [])
     if len(group) == 1:
         return list(firsts)
@@ -1005,7 +1063,7 @@ def _group_occurrences(occ: Mapping[int, list[_Occ]], group: tuple[int, ...]) ->
             nxt = []
             for ch in chains:
                 for o2 in occ.get(cid, ()):
-                    if ch.end <= o2.start <= ch.end + 1:
+                    if ch.end <= o2.start <= ch.end + 1 and clauses[o2.start] == clauses[ch.start]:
                         nxt.append(
                             _Occ(ch.start, o2.end, ch.positions + o2.positions, ch.fuzzy or o2.fuzzy)
                         )
