@@ -41,9 +41,11 @@ WORKDIR /var/lib/pbx-router
 USER pbx-router
 
 # The admin API listens on 127.0.0.1:8089 (admin.host/admin.port); with host networking
-# that is the container's loopback too. Any HTTP error or refused connection fails the check.
+# that is the container's loopback too. /readyz answers 503 (an HTTPError here, so the check
+# fails) while the Asterisk link or the database is down; a refused connection fails it too.
+# (/healthz only says the process answers; /health is kept for older checks and is always 200.)
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8089/health', timeout=4)"]
+  CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8089/readyz', timeout=4)"]
 
 ENTRYPOINT ["pbx-router"]
 CMD ["run", "-c", "/etc/pbx-router/pbx-router.yaml"]

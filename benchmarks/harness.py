@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from multiprocessing.connection import Connection
 from typing import Any
 
-USER, PASSWORD = "pbx-router", "bench-secret"
+USER, PASSWORD = "pbx-router", "bench-emulator-ari-password"
 
 
 async def spawn_emulator(target: Callable[..., None], *args: Any) -> tuple[Any, Connection, str]:

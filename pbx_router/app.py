@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -87,6 +86,20 @@ class LazyOverrideRepository:
         return list(await (await self._repo()).active(now))
 
 
+@contextlib.contextmanager
+def _callback_errors() -> Iterator[None]:
+    """The store's callback refusals as the admin API's (404 / 409)."""
+    from pbx_router.admin.errors import ConflictError, NotFoundError
+    from pbx_router.store.errors import CallbackConflictError, CallbackNotFoundError
+
+    try:
+        yield
+    except CallbackNotFoundError as exc:
+        raise NotFoundError(str(exc)) from None
+    except CallbackConflictError as exc:
+        raise ConflictError(str(exc)) from None
+
+
 class DaemonBackend(InMemoryBackend):
     """The admin API's view of the live daemon: calls, queues, agents, status, overrides."""
 
@@ -135,30 +148,46 @@ class DaemonBackend(InMemoryBackend):
             })
         return out
 
-    async def callbacks_view(self, limit: int) -> list[dict[str, Any]]:
+    async def readiness(self) -> dict[str, Any]:
+        """Ready = the ARI link is up (connected and resynced) and the database answers."""
+        stream = self.app.stream
+        ari_ok = stream is not None and stream.ready.is_set()
+        checks: dict[str, dict[str, Any]] = {
+            "ari": {"ok": ari_ok, "state": stream.state.value if stream is not None else "stopped"}}
+        store = self.app.store
+        if store is None:
+            checks["database"] = {"ok": False, "state": "not connected"}
+        else:
+            ok = await store.ping(timeout=2.0)
+            checks["database"] = {"ok": ok, "state": "answering" if ok else "not answering"}
+        not_ready = [f"{name}: {check['state']}" for name, check in checks.items() if not check["ok"]]
+        return {"ready": not not_ready, "not_ready": not_ready, "checks": checks}
+
+    async def _callbacks(self) -> Any:
         from pbx_router.admin.errors import UnavailableError
 
         try:
-            store = await self.app.get_store()
-            rows = await store.pool.fetch(
-                "SELECT call_id, caller_number, caller_name, started_at, intent, outcome,"
-                " extra->'callback_request' AS request FROM calls"
-                " WHERE outcome LIKE 'callback:%' ORDER BY started_at DESC LIMIT $1",
-                limit,
-            )
+            return (await self.app.get_store()).callbacks
         except (ConnectionError, OSError) as exc:
             raise UnavailableError(f"database unavailable: {exc}") from exc
-        out = []
-        for r in rows:
-            request = r["request"]
-            if isinstance(request, str):
-                request = json.loads(request)
-            out.append({
-                "call_id": r["call_id"], "number": r["caller_number"], "name": r["caller_name"],
-                "at": r["started_at"].isoformat(), "intent": r["intent"],
-                "queue": (request or {}).get("queue"), "reason": (request or {}).get("reason"),
-            })
-        return out
+
+    async def callbacks_view(self, limit: int, *, include_done: bool = False) -> list[dict[str, Any]]:
+        rows = await (await self._callbacks()).list(include_done=include_done, limit=limit)
+        return [row.to_dict() for row in rows]
+
+    async def claim_callback(self, callback_id: int, author: str) -> dict[str, Any]:
+        repo = await self._callbacks()
+        with _callback_errors():
+            row = await repo.claim(callback_id, author, self.clock())
+        log.info("callback_claimed", callback_id=callback_id, author=author)
+        return dict(row.to_dict())
+
+    async def complete_callback(self, callback_id: int, author: str, note: str | None) -> dict[str, Any]:
+        repo = await self._callbacks()
+        with _callback_errors():
+            row = await repo.complete(callback_id, author, self.clock(), note)
+        log.info("callback_done", callback_id=callback_id, author=author)
+        return dict(row.to_dict())
 
     def queues_view(self) -> list[dict[str, Any]]:
         svc = getattr(self.app.brain, "queue_service", None)

@@ -2,7 +2,9 @@
 
 Every problem in the file is reported at once, each as ``FILE:LINE:COL: field: message``, so an
 admin fixes a typo in one pass. Secrets may come from the environment instead of the file:
-``PBX_ROUTER_ARI_PASSWORD`` and ``PBX_ROUTER_DATABASE_URL`` (the environment wins).
+``PBX_ROUTER_ARI_PASSWORD``, ``PBX_ROUTER_DATABASE_URL`` and ``PBX_ROUTER_ADMIN_TOKEN`` (the
+environment wins). Placeholders ("change-me", "secret", the examples' values) and secrets
+shorter than ``MIN_SECRET_LENGTH`` are errors like any other, with the line they are on.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -255,8 +258,12 @@ def _strip_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def parse_config(text: str, filename: str = "<config>", env: Mapping[str, str] | None = None) -> Config:
-    """Parse and validate ``text``; raise :class:`ConfigError` listing every problem."""
+def parse_config(
+    text: str, filename: str = "<config>", env: Mapping[str, str] | None = None, *, check_secrets: bool = True
+) -> Config:
+    """Parse and validate ``text``; raise :class:`ConfigError` listing every problem.
+    ``check_secrets=False``: tools that only read the admin API's address (the staff CLI) do
+    not need the daemon's ARI password, and refusing a weak one is the daemon's job."""
     env = os.environ if env is None else env
     try:
         data, positions = _load_with_positions(text, filename)
@@ -284,7 +291,7 @@ def parse_config(text: str, filename: str = "<config>", env: Mapping[str, str] |
                 msg = "unknown field (typo?)"
             errors.append(f"{filename}:{line}:{col}: {_format_loc(loc)}: {msg}")
         raise ConfigError(errors) from None
-    problems = cfg.problems()
+    problems = cfg.problems() + (secret_problems(cfg, env) if check_secrets else [])
     if problems:
         errors = []
         for loc, msg in problems:
@@ -292,6 +299,73 @@ def parse_config(text: str, filename: str = "<config>", env: Mapping[str, str] |
             errors.append(f"{filename}:{line}:{col}: {_format_loc(loc)}: {msg}")
         raise ConfigError(errors)
     return cfg.model_copy(update={"source": filename})
+
+
+# --- secrets ---------------------------------------------------------------------------------
+
+MIN_SECRET_LENGTH = 16
+# What examples, tutorials and hurried admins leave in place. Compared after folding case,
+# dropping everything but letters and digits, and undoing digit-for-letter swaps, so
+# "Change-Me", "CHANGE_ME!", "s3cret" and "passw0rd" are all caught.
+_PLACEHOLDER_WORDS = frozenset({
+    "secret", "password", "passwd", "pass", "admin", "token", "test", "default", "example",
+    "letmein", "qwerty", "none", "null", "todo", "fixme", "xxx", "asterisk", "pbxrouter",
+})
+# Anywhere inside the value: examples/pbx-router.yaml's "change-me"/"change-me-too" and
+# asterisk_conf/ari.conf's "CHANGE-ME-ari-password" included.
+_PLACEHOLDER_PARTS = ("changeme", "replaceme", "placeholder", "yourpassword", "yourtoken", "putyour")
+_UNLEET = str.maketrans("013457@$", "oieastas")
+
+
+def is_placeholder_secret(value: str) -> bool:
+    """True for values that are obviously not a real secret (see ``_PLACEHOLDER_*``)."""
+    folded = "".join(ch for ch in value.lower() if ch.isalnum() or ch in "@$")
+    plain = folded.translate(_UNLEET)
+    letters = "".join(ch for ch in plain if ch.isalnum())
+    if not letters or len(set(letters)) == 1:  # "", "xxxxxxxx", "0000000000000000"
+        return True
+    return letters in _PLACEHOLDER_WORDS or any(part in letters for part in _PLACEHOLDER_PARTS)
+
+
+def _secret_problem(value: str, *, min_length: int | None, env_name: str, from_env: bool) -> str | None:
+    where = f" (from ${env_name})" if from_env else ""
+    how = f"use a long random value, e.g. `openssl rand -hex 24`, preferably in ${env_name}"
+    if is_placeholder_secret(value):
+        return f"is a placeholder{where}, not a secret: {how}"
+    if min_length is not None and len(value) < min_length:
+        return f"is {len(value)} characters long{where}; at least {min_length} are required: {how}"
+    return None
+
+
+def secret_problems(cfg: Config, env: Mapping[str, str]) -> list[tuple[tuple[str, ...], str]]:
+    """Placeholder and short secrets: (path, message) like ``Config.problems``. An example value
+    left in place is worse than a missing one: it looks configured and anyone can guess it."""
+    out: list[tuple[tuple[str, ...], str]] = []
+    if not cfg.ari.password:
+        out.append((("ari", "password"), f"required: the password of the ari.conf user (set {ENV_ARI_PASSWORD}, "
+                                         "or ari.password here)"))
+    else:
+        problem = _secret_problem(cfg.ari.password, min_length=MIN_SECRET_LENGTH, env_name=ENV_ARI_PASSWORD,
+                                  from_env=bool(env.get(ENV_ARI_PASSWORD)))
+        if problem:
+            out.append((("ari", "password"), problem))
+    if cfg.admin.enabled and cfg.admin.token:
+        problem = _secret_problem(cfg.admin.token, min_length=MIN_SECRET_LENGTH, env_name=ENV_ADMIN_TOKEN,
+                                  from_env=bool(env.get(ENV_ADMIN_TOKEN)))
+        if problem:
+            out.append((("admin", "token"), problem))
+    if cfg.database.url:
+        try:
+            db_password = urlsplit(cfg.database.url).password
+        except ValueError:
+            db_password = None  # not a URL we can read; asyncpg will say why at connect time
+        if db_password:
+            # The database's own password policy decides its length; only placeholders here.
+            problem = _secret_problem(db_password, min_length=None, env_name=ENV_DATABASE_URL,
+                                      from_env=bool(env.get(ENV_DATABASE_URL)))
+            if problem:
+                out.append((("database", "url"), "the password in it " + problem))
+    return out
 
 
 def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
@@ -318,7 +392,7 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
     return data
 
 
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+def load_config(path: str | Path, env: Mapping[str, str] | None = None, *, check_secrets: bool = True) -> Config:
     """Read ``path`` and validate it. Relative ``data_dir``/``rules`` resolve against the file."""
     p = Path(path)
     try:
@@ -327,7 +401,7 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         raise ConfigError([f"{p}:1:1: cannot read: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError as exc:
         raise ConfigError([f"{p}:1:1: not UTF-8 text: {exc.reason}"]) from None
-    cfg = parse_config(text, str(p), env)
+    cfg = parse_config(text, str(p), env, check_secrets=check_secrets)
     base = p.resolve().parent
     updates: dict[str, Any] = {}
     if not Path(cfg.data_dir).is_absolute():

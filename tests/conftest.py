@@ -19,7 +19,7 @@ from pbx_router.testing import AsteriskEmulator
 from helpers import eventually
 
 ARI_USER = "pbx-router"
-ARI_PASSWORD = "secret"
+ARI_PASSWORD = "emulator-ari-password-0123"  # check-config refuses short or placeholder secrets
 
 
 @pytest.fixture(scope="session")

@@ -36,9 +36,28 @@ class AdminBackend(Protocol):
         """One ``QueueSnapshot.to_dict()`` per queue."""
         ...
 
-    async def callbacks_view(self, limit: int) -> list[dict[str, Any]]:
-        """Callback requests callers left (newest first): number, reason, intent, when. Staff
-        need the number to call back, so this (token-protected, loopback) view carries it."""
+    async def readiness(self) -> dict[str, Any]:
+        """May calls be handled right now? ``{"ready": bool, "not_ready": [one line per failing
+        check], "checks": {"ari": {"ok": ...}, "database": {"ok": ...}}}``. Served without a
+        token at /readyz, so it carries states, never addresses, numbers or error texts. Must
+        answer within a couple of seconds even when a dependency hangs."""
+        ...
+
+    async def callbacks_view(self, limit: int, *, include_done: bool = False) -> list[dict[str, Any]]:
+        """Callback requests callers left (newest first): id, number (None and ``withheld``
+        True when the caller withheld it), reason, intent, when, and who claimed or completed
+        it. Staff need the number to call back, so this (token-protected, loopback) view
+        carries it. Done requests only with ``include_done``."""
+        ...
+
+    async def claim_callback(self, callback_id: int, author: str) -> dict[str, Any]:
+        """``author`` is calling this caller back: the request's view. ``NotFoundError`` for no
+        such request, ``ConflictError`` when someone else claimed it or it is done."""
+        ...
+
+    async def complete_callback(self, callback_id: int, author: str, note: str | None) -> dict[str, Any]:
+        """The caller was called back (claimed or not): the request's view. ``ConflictError``
+        when it was already done, ``NotFoundError`` for no such request."""
         ...
 
     def agents_view(self) -> list[dict[str, Any]]:

@@ -31,6 +31,12 @@ class NotFoundError(AdminError, LookupError):
     status = 404
 
 
+class ConflictError(AdminError):
+    """The thing exists but its state forbids this (a callback someone else claimed, or done)."""
+
+    status = 409
+
+
 class RejectedError(AdminError):
     """Understood but refused as things stand (e.g. the new rules file does not validate)."""
 

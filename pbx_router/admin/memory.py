@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Protocol
 
 from pbx_router.admin.backend import Clock, utc_now
-from pbx_router.admin.errors import InvalidRequestError, NotFoundError, UnavailableError
+from pbx_router.admin.errors import ConflictError, InvalidRequestError, NotFoundError, UnavailableError
 from pbx_router.log import get_logger
 from pbx_router.queues.model import PRESENCES
 from pbx_router.queues.overrides import Override, OverrideSet
@@ -66,6 +66,7 @@ class InMemoryBackend:
         self.recorder_stats: dict[str, Any] = {}
         self.rules_status: dict[str, Any] | None = None
         self.ready = True
+        self.database_ok = True  # what readiness() reports for the database
         self._overrides = OverrideSet()
 
     @property
@@ -119,8 +120,35 @@ class InMemoryBackend:
         forced = self._overrides.presences(now)
         return [self._agent(endpoint, forced) for endpoint in self.agents]
 
-    async def callbacks_view(self, limit: int) -> list[dict[str, Any]]:
-        return [dict(c) for c in self.callbacks[:limit]]
+    async def readiness(self) -> dict[str, Any]:
+        checks = {"ari": {"ok": bool(self.ready and self.ari.get("connected", False))},
+                  "database": {"ok": self.database_ok}}
+        not_ready = [f"{name}: not ready" for name, check in checks.items() if not check["ok"]]
+        return {"ready": not not_ready, "not_ready": not_ready, "checks": checks}
+
+    async def callbacks_view(self, limit: int, *, include_done: bool = False) -> list[dict[str, Any]]:
+        rows = [c for c in self.callbacks if include_done or c.get("status", "open") != "done"]
+        return [dict(c) for c in rows[:limit]]
+
+    async def claim_callback(self, callback_id: int, author: str) -> dict[str, Any]:
+        row = self._callback(callback_id)
+        if row.get("status") == "done" or row.get("claimed_by") not in (None, author):
+            raise ConflictError(f"callback {callback_id} is {row.get('status')} by someone else")
+        row.update(status="claimed", claimed_by=author, claimed_at=self.clock().isoformat())
+        return dict(row)
+
+    async def complete_callback(self, callback_id: int, author: str, note: str | None) -> dict[str, Any]:
+        row = self._callback(callback_id)
+        if row.get("status") == "done":
+            raise ConflictError(f"callback {callback_id} is already done")
+        row.update(status="done", done_by=author, done_at=self.clock().isoformat(), note=note)
+        return dict(row)
+
+    def _callback(self, callback_id: int) -> dict[str, Any]:
+        for row in self.callbacks:
+            if row.get("id") == callback_id:
+                return row
+        raise NotFoundError(f"no callback request {callback_id}")
 
     def overrides_view(self) -> list[dict[str, Any]]:
         return [o.to_dict() for o in self._overrides.active(self.clock())]

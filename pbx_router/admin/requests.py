@@ -25,6 +25,21 @@ DEFAULT_PRESENCE_TTL = dt.timedelta(hours=12)
 _OVERRIDE_FIELDS = frozenset({"kind", "scope", "target", "author", "reason", "expires_at", "ttl_minutes"})
 _CANCEL_FIELDS = frozenset({"author", "reason"})
 _PRESENCE_FIELDS = frozenset({"presence", "author", "reason", "expires_at", "ttl_minutes"})
+_CALLBACK_FIELDS = frozenset({"author", "note"})
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackAction:
+    """Who claims or completes a callback request (the token is shared, so the author is named
+    in the body: the CLI sends --author or the login name), and an optional note on completion."""
+
+    author: str
+    note: str | None = None
+
+
+def parse_callback_action(body: Any) -> CallbackAction:
+    fields = _object(body, _CALLBACK_FIELDS)
+    return CallbackAction(author=_text(fields, "author"), note=_optional_text(fields, "note"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,9 +2,17 @@
 
 Routes::
 
-    GET    /health                            no token: {"ok": true, "ready": ...} (Docker HEALTHCHECK)
+    GET    /healthz                           no token: 200 {"ok": true} while the process answers
+    GET    /readyz                            no token: 200 when the ARI link and the database are up,
+                                              else 503 {"ready": false, "not_ready": [...], "checks": ...}
+                                              (the Docker HEALTHCHECK)
+    GET    /health                            no token, kept for old health checks: always 200
+                                              {"ok": true, "ready": ...}; use /readyz instead
     GET    /api/status                        readiness, ARI link, calls, rules, recorder
     GET    /api/calls | /api/queues | /api/agents | /api/overrides
+    GET    /api/callbacks?status=open|all     callback requests (open = not done yet)
+    POST   /api/callbacks/{id}/claim          {author}: "I am calling them back" (409 if someone else is)
+    POST   /api/callbacks/{id}/done           {author, note?}: called back
     POST   /api/overrides                     {kind, scope, target?, author, reason, expires_at | ttl_minutes}
     DELETE /api/overrides/{id}                {author, reason}
     PUT    /api/agents/{endpoint}/presence    {presence, author, reason, expires_at? | ttl_minutes?}
@@ -37,7 +45,7 @@ from pbx_router.admin.errors import (
     InvalidRequestError,
     NotFoundError,
 )
-from pbx_router.admin.requests import parse_cancel, parse_new_override, parse_presence
+from pbx_router.admin.requests import parse_callback_action, parse_cancel, parse_new_override, parse_presence
 from pbx_router.log import get_logger
 
 log = get_logger(__name__)
@@ -46,7 +54,11 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8089
 MAX_BODY_BYTES = 64 * 1024  # the largest legitimate body is well under 2 KiB
 MIN_TOKEN_LENGTH = 16
-HEALTH_PATH = "/health"
+HEALTH_PATH = "/health"  # the old liveness+readiness answer, always 200: kept for compatibility
+HEALTHZ_PATH = "/healthz"
+READYZ_PATH = "/readyz"
+# Probes (Docker, systemd, a load balancer) carry no token; they learn nothing but up/ready.
+_NO_TOKEN_PATHS = frozenset({HEALTH_PATH, HEALTHZ_PATH, READYZ_PATH})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _dumps = functools.partial(json.dumps, ensure_ascii=False, default=str)
@@ -213,7 +225,7 @@ class AdminServer:
 
     @web.middleware
     async def _authorised(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path == HEALTH_PATH or not self._token:
+        if request.path in _NO_TOKEN_PATHS or not self._token:
             return await handler(request)
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         # compare_digest on every request, even a malformed one: no timing hint about the token.
@@ -231,10 +243,14 @@ class AdminServer:
 
     def _routes(self, app: web.Application) -> None:
         app.router.add_get(HEALTH_PATH, self._health)
+        app.router.add_get(HEALTHZ_PATH, self._healthz)
+        app.router.add_get(READYZ_PATH, self._readyz)
         app.router.add_get("/api/status", self._status)
         app.router.add_get("/api/calls", self._calls)
         app.router.add_get("/api/queues", self._queues)
         app.router.add_get("/api/callbacks", self._callbacks)
+        app.router.add_post("/api/callbacks/{callback_id}/claim", self._claim_callback)
+        app.router.add_post("/api/callbacks/{callback_id}/done", self._complete_callback)
         app.router.add_get("/api/agents", self._agents)
         app.router.add_get("/api/overrides", self._overrides)
         app.router.add_post("/api/overrides", self._add_override)
@@ -251,6 +267,20 @@ class AdminServer:
             ready = False
         return _json({"ok": True, "ready": ready})
 
+    async def _healthz(self, request: web.Request) -> web.Response:
+        # Liveness only: the loop runs and answers. Nothing here may wait on Asterisk or the
+        # database, or a slow dependency would get a healthy process restarted.
+        return _json({"ok": True})
+
+    async def _readyz(self, request: web.Request) -> web.Response:
+        try:
+            readiness = await self.backend.readiness()
+        except Exception:  # a failing check is "not ready", never a 500 the probe misreads
+            log.exception("admin_readiness_failed")
+            readiness = {"ready": False, "not_ready": ["readiness check failed (see the daemon log)"], "checks": {}}
+        ready = bool(readiness.get("ready", False))
+        return _json(readiness, status=200 if ready else 503)
+
     async def _status(self, request: web.Request) -> web.Response:
         return _json(self.backend.status())
 
@@ -264,7 +294,20 @@ class AdminServer:
             raise InvalidRequestError("limit must be a whole number") from None
         if not 1 <= limit <= 1000:
             raise InvalidRequestError("limit must be between 1 and 1000")
-        return _json({"callbacks": await self.backend.callbacks_view(limit)})
+        status = request.query.get("status", "open")
+        if status not in ("open", "all"):
+            raise InvalidRequestError("status must be 'open' (not done yet) or 'all'")
+        return _json({"callbacks": await self.backend.callbacks_view(limit, include_done=status == "all")})
+
+    async def _claim_callback(self, request: web.Request) -> web.Response:
+        callback_id = _callback_id(request.match_info["callback_id"])
+        action = parse_callback_action(await _read_json(request))
+        return _json(await self.backend.claim_callback(callback_id, action.author))
+
+    async def _complete_callback(self, request: web.Request) -> web.Response:
+        callback_id = _callback_id(request.match_info["callback_id"])
+        action = parse_callback_action(await _read_json(request))
+        return _json(await self.backend.complete_callback(callback_id, action.author, action.note))
 
     async def _queues(self, request: web.Request) -> web.Response:
         return _json({"queues": self.backend.queues_view()})
@@ -303,6 +346,16 @@ class AdminServer:
 
     def _now(self) -> dt.datetime:
         return self.clock()
+
+
+def _callback_id(raw: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise NotFoundError(f"no callback request {raw.strip()!r} (ids are numbers, as listed)") from None
+    if not 0 < value < 2**63:
+        raise NotFoundError(f"no callback request {value}")
+    return value
 
 
 def _normalise_id(raw: str) -> str:

@@ -1,5 +1,5 @@
-"""``pbx-router override ...``, ``pbx-router agent ...`` and ``pbx-router status``: staff tools that
-talk to a running daemon's admin API.
+"""``pbx-router override ...``, ``pbx-router agent ...``, ``pbx-router callbacks ...`` and
+``pbx-router status``: staff tools that talk to a running daemon's admin API.
 
 Where the API is: ``--url`` (default http://127.0.0.1:8089) and ``--token`` (default
 $PBX_ROUTER_ADMIN_TOKEN), or ``-c pbx-router.yaml`` to take both from the daemon's own config.
@@ -91,10 +91,27 @@ def register(subparsers: Any) -> None:
                                    description="Readiness, Asterisk link, calls, rules and queues of a running daemon.")
     status.set_defaults(func=_entry(_status))
 
-    callbacks = subparsers.add_parser("callbacks", parents=[common], help="callers waiting for a call back",
-                                      description="Callback requests callers left (newest first), for staff.")
+    callbacks = subparsers.add_parser(
+        "callbacks", parents=[common], help="callers waiting for a call back: list, claim, done",
+        description="Callback requests callers left (newest first), for staff: list them, claim one "
+                    "(\"I am calling them back\"), mark it done. Without an action: list.")
     callbacks.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+    callbacks.add_argument("--all", action="store_true", help="also those already done")
     callbacks.set_defaults(func=_entry(_callbacks))
+    csub = callbacks.add_subparsers(dest="action", metavar="ACTION", required=False)
+    clist = csub.add_parser("list", parents=[common], help="requests not done yet (--all: every one)")
+    clist.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+    clist.add_argument("--all", action="store_true", help="also those already done")
+    clist.set_defaults(func=_entry(_callbacks))
+    claim = csub.add_parser("claim", parents=[common], help="say you are calling this caller back")
+    claim.add_argument("id", type=int, help="callback id, as listed")
+    claim.add_argument("--author", default=None, help="who (default: your login name)")
+    claim.set_defaults(func=_entry(_callback_claim))
+    done = csub.add_parser("done", parents=[common], help="the caller was called back")
+    done.add_argument("id", type=int, help="callback id, as listed")
+    done.add_argument("--author", default=None, help="who (default: your login name)")
+    done.add_argument("--note", default=None, help="what came of it (kept in the record)")
+    done.set_defaults(func=_entry(_callback_done))
 
 
 # -- argument types ---------------------------------------------------------------------------
@@ -142,7 +159,9 @@ def _entry(command: Command) -> Callable[[argparse.Namespace], int]:
 def _client(args: argparse.Namespace) -> AdminClient:
     url, token = args.url, args.token
     if args.config:
-        cfg = load_config(args.config)  # applies $PBX_ROUTER_ADMIN_TOKEN over the file, as the daemon does
+        # applies $PBX_ROUTER_ADMIN_TOKEN over the file, as the daemon does; the ARI password may
+        # live only in the daemon's environment, so it is not asked for here
+        cfg = load_config(args.config, check_secrets=False)
         host = cfg.admin.host
         if host in ("", "0.0.0.0", "::"):  # a wildcard bind is reached via loopback
             host = "127.0.0.1"
@@ -272,16 +291,53 @@ def _agent_list(client: AdminClient, args: argparse.Namespace) -> int:
 
 
 def _callbacks(client: AdminClient, args: argparse.Namespace) -> int:
-    rows = client.get(f"/api/callbacks?limit={max(1, min(args.limit, 1000))}")["callbacks"]
+    status = "all" if args.all else "open"
+    rows = client.get(f"/api/callbacks?limit={max(1, min(args.limit, 1000))}&status={status}")["callbacks"]
     if args.json:
         _print_json(rows)
         return 0
     if not rows:
-        print("no callback requests")
+        print("no callback requests" if args.all else "no callback requests waiting")
         return 0
-    _table([(r.get("at", "")[:16].replace("T", " "), r.get("number") or "-", r.get("name") or "-",
-             r.get("queue") or "-", r.get("intent") or "-") for r in rows],
-           ("WHEN (UTC)", "NUMBER", "NAME", "TEAM", "ABOUT"))
+    _table([(str(r.get("id", "-")), _when(r.get("at")), _callback_number(r), r.get("name") or "-",
+             r.get("queue") or "-", r.get("intent") or "-", _callback_state(r)) for r in rows],
+           ("ID", "WHEN", "NUMBER", "NAME", "TEAM", "ABOUT", "STATUS"))
+    return 0
+
+
+def _callback_number(row: dict[str, Any]) -> str:
+    # A withheld number is said so: a blank or "-" reads like a number we failed to keep.
+    return "withheld" if row.get("withheld") else str(row.get("number") or "-")
+
+
+def _callback_state(row: dict[str, Any]) -> str:
+    status = str(row.get("status") or "open")
+    if status == "claimed":
+        return f"claimed by {row.get('claimed_by')}"
+    if status == "done":
+        return f"done by {row.get('done_by')} {_when(row.get('done_at'))}"
+    return status
+
+
+def _callback_claim(client: AdminClient, args: argparse.Namespace) -> int:
+    row = client.post(f"/api/callbacks/{args.id}/claim", {"author": _author(args)})
+    if args.json:
+        _print_json(row)
+    else:
+        print(f"callback {row['id']}: claimed by {row['claimed_by']}; call {_callback_number(row)}"
+              + (f" ({row['name']})" if row.get("name") else ""))
+    return 0
+
+
+def _callback_done(client: AdminClient, args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"author": _author(args)}
+    if args.note:
+        body["note"] = args.note
+    row = client.post(f"/api/callbacks/{args.id}/done", body)
+    if args.json:
+        _print_json(row)
+    else:
+        print(f"callback {row['id']}: done by {row['done_by']}")
     return 0
 
 

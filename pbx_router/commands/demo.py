@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 DEMO_USER = "pbx-router"
-DEMO_PASSWORD = "demo-secret"
+DEMO_PASSWORD = "demo-emulator-ari-password"
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "examples" / "clinic.yaml"
 AUDIO = Path(__file__).resolve().parents[1] / "testing" / "demo_audio"

@@ -17,6 +17,8 @@ from typing import Any
 
 import asyncpg
 
+from pbx_router.store.callbacks import insert_from_calls
+
 _TEXT_FIELDS = (
     "channel_id",
     "caller_number",
@@ -207,6 +209,9 @@ def _params(record: CallRecord) -> tuple[Any, ...]:
             if value is None and col == "updated_at":
                 value = datetime.now(UTC)
             values.append(None if value is None else _aware(value))
+        elif col == "caller_number":
+            # Asterisk gives a withheld caller ID as "": that is no number, not an empty one.
+            values.append(data[col] if data[col] and data[col].strip() else None)
         else:
             values.append(data[col])
     return tuple(values)
@@ -232,11 +237,14 @@ def _from_row(row: asyncpg.Record) -> CallRecord:
 
 
 async def upsert_calls(conn: asyncpg.Connection, records: Iterable[CallRecord]) -> int:
-    """Write records in one transaction; returns how many. Used by the recorder."""
-    params = [_params(record) for record in records]
+    """Write records in one transaction, with the callback requests they carry (see
+    ``callbacks.py``); returns how many records. Used by the recorder."""
+    batch = list(records)
+    params = [_params(record) for record in batch]
     if params:
         async with conn.transaction():
             await conn.executemany(UPSERT_SQL, params)
+            await insert_from_calls(conn, batch)
     return len(params)
 
 

@@ -11,7 +11,12 @@ Shape of the server we run:
 - no TCP at all (``listen_addresses=''``): a unix socket in ``pgdata`` (0700), or in a short private
   directory under the temp dir when the path is too long for ``sun_path``; trust auth is therefore
   only reachable by our own user (and root);
-- as root, PostgreSQL refuses to run, so the server runs as a dedicated system user;
+- as root, PostgreSQL refuses to run, so the server runs as an unprivileged user: the owner of an
+  existing cluster, else a dedicated system user (``pbx-router-pg``) made by ``useradd`` the first
+  time only. That user gets its own directories (``pgdata``, the init staging directory, a short
+  socket directory) and, when the data directory (``pgdata``'s parent, ours) does not let it in,
+  group search permission there and nothing more: no directory above is ever changed. If one of
+  those does not let it through, start fails with a message naming the directory;
 - a ``postmaster.pid`` left by an unclean stop is checked (live process, not a zombie, really a
   postmaster in this directory) and removed when stale;
 - a live server is attached to. Whoever started it is written in ``.postgres.owner``: if that
@@ -28,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import grp
 import hashlib
 import importlib.util
 import os
@@ -51,7 +57,7 @@ from pbx_router.store.errors import EmbeddedPostgresError
 log = get_logger(__name__)
 
 SYSTEM_USER_ENV = "PBX_ROUTER_PG_SYSTEM_USER"
-DEFAULT_SYSTEM_USER = "embedded_postgres"
+DEFAULT_SYSTEM_USER = "pbx-router-pg"
 DB_USER = "postgres"
 DB_NAME = "postgres"
 # With TCP off the port only names the socket file (.s.PGSQL.5432); each server has its own dir.
@@ -164,6 +170,54 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _can_search(directory: Path, uid: int, gid: int) -> bool:
+    """May a process running as ``uid``/``gid`` (no supplementary groups: we drop them) enter
+    ``directory``? By the mode bits; when they say no, asked of the kernel as that user, so an
+    ACL that lets the user through is honoured."""
+    info = directory.stat()
+    if info.st_uid == uid:
+        bit = stat.S_IXUSR
+    elif info.st_gid == gid:
+        bit = stat.S_IXGRP
+    else:
+        bit = stat.S_IXOTH
+    if info.st_mode & bit:
+        return True
+    probe = subprocess.run(["/bin/sh", "-c", 'cd -- "$1"', "sh", str(directory)], user=uid, group=gid,
+                           extra_groups=[], stdin=subprocess.DEVNULL, capture_output=True, check=False, cwd="/")
+    return probe.returncode == 0
+
+
+def _system_user(name: str) -> pwd.struct_passwd:
+    """The dedicated user the server runs as, created (with its own group, no home, no login) the
+    first time only; every later start just looks it up."""
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        pass
+    useradd = shutil.which("useradd") or "/usr/sbin/useradd"
+    shell = "/usr/sbin/nologin" if Path("/usr/sbin/nologin").exists() else "/bin/false"
+    try:
+        result = subprocess.run(
+            [useradd, "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent",
+             "--shell", shell, "--comment", "pbx-router embedded PostgreSQL", name],
+            capture_output=True, text=True, check=False, timeout=60,
+        )
+        output = result.stderr.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        output = str(exc)
+    try:
+        entry = pwd.getpwnam(name)  # another process may have created it at the same moment
+    except KeyError:
+        raise EmbeddedPostgresError(
+            f"cannot create the system user {name!r} to run PostgreSQL as (it refuses to run as root): "
+            f"{output}; create it yourself (useradd --system --user-group {name}) or run as a non-root user"
+        ) from None
+    log.info("embedded_postgres_user_created", user=name, uid=entry.pw_uid,
+             group=grp.getgrgid(entry.pw_gid).gr_name)
+    return entry
+
+
 # Data directories whose server an EmbeddedPostgres in this process started (and will stop).
 _HELD_HERE: set[Path] = set()
 
@@ -184,7 +238,9 @@ class EmbeddedPostgres:
         self.owned = False  # True when this object started the server (and must stop it)
         self._url: str | None = None
         self._bin = postgres_bin_dir()
-        self._run_as: str | None = None  # resolved on start: may run useradd (blocking)
+        # (user name, uid, gid) the server runs as when we are root; resolved on start (it may
+        # run useradd, once, which blocks).
+        self._run_as: tuple[str, int, int] | None = None
 
     # -- public -------------------------------------------------------------------------------
 
@@ -214,9 +270,9 @@ class EmbeddedPostgres:
     def start_blocking(self) -> str:
         """Initialise if needed, start (or attach to a running server), return the DSN."""
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
-        if os.geteuid() == 0 and self._run_as is None:
-            self._run_as = self._system_user()
         with self._exclusive():
+            if os.geteuid() == 0 and self._run_as is None:
+                self._run_as = self._server_user()
             self._ensure_initialised()
             info = PostmasterPid.read(self.pgdata)
             if info is not None and _process_is_postmaster_of(info.pid, self.pgdata):
@@ -283,69 +339,86 @@ class EmbeddedPostgres:
 
     # -- initialisation -----------------------------------------------------------------------
 
-    @staticmethod
-    def _system_user() -> str:
-        """PostgreSQL will not run as root: make (once) an unprivileged user to run it as."""
-        name = os.environ.get(SYSTEM_USER_ENV, DEFAULT_SYSTEM_USER)
-        try:
-            pwd.getpwnam(name)
-            return name
-        except KeyError:
-            pass
-        useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-        shell = "/usr/sbin/nologin" if Path("/usr/sbin/nologin").exists() else "/bin/false"
-        result = subprocess.run(
-            [useradd, "--system", "--no-create-home", "--shell", shell, name],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        try:
-            pwd.getpwnam(name)  # another process may have created it at the same moment
-        except KeyError:
-            raise EmbeddedPostgresError(
-                f"cannot create system user {name!r} to run PostgreSQL: {result.stderr.strip()}"
-            ) from None
-        return name
+    def _server_user(self) -> tuple[str, int, int]:
+        """Who runs the server when we are root. An existing cluster keeps its owner (PostgreSQL
+        must run as the owner of its files, and re-owning a cluster a live server uses would
+        break it); a new one gets the dedicated user, made on first use only."""
+        wanted = os.environ.get(SYSTEM_USER_ENV)
+        if (self.pgdata / "PG_VERSION").exists():
+            owner = self.pgdata.stat()
+            if owner.st_uid != 0:
+                try:
+                    name = pwd.getpwuid(owner.st_uid).pw_name
+                except KeyError:
+                    name = str(owner.st_uid)
+                if wanted and wanted != name:
+                    raise EmbeddedPostgresError(
+                        f"{self.pgdata} belongs to {name!r} but {SYSTEM_USER_ENV} asks for {wanted!r}: "
+                        f"unset it, or give the directory to that user (chown -R {wanted} {self.pgdata})"
+                    )
+                return name, owner.st_uid, owner.st_gid
+        entry = _system_user(wanted or DEFAULT_SYSTEM_USER)
+        return entry.pw_name, entry.pw_uid, entry.pw_gid
 
     def _ids(self) -> tuple[int, int] | None:
         if self._run_as is None:
             return None
-        entry = pwd.getpwnam(self._run_as)
-        return entry.pw_uid, entry.pw_gid
+        return self._run_as[1], self._run_as[2]
 
-    def _make_traversable(self, path: Path) -> None:
-        """As root, let the server user walk down to ``path`` (adds o+x only where missing)."""
+    def _check_reachable(self, path: Path, what: str) -> None:
+        """As root, make sure the server user can walk down to ``path`` (which it must be able to
+        enter too). Nothing is changed here: a blocked directory is an error naming it."""
         if self._run_as is None:
             return
-        for ancestor in reversed(path.parents):
-            mode = ancestor.stat().st_mode
-            if not mode & stat.S_IXOTH:
-                ancestor.chmod(mode | stat.S_IXOTH)
+        name, uid, gid = self._run_as
+        for directory in (*reversed(path.parents), path):
+            if not _can_search(directory, uid, gid):
+                mode = stat.S_IMODE(directory.stat().st_mode)
+                raise EmbeddedPostgresError(
+                    f"PostgreSQL runs as the unprivileged user {name!r} (it refuses to run as root), and "
+                    f"{name!r} cannot enter {directory} (mode {mode:04o}), on the way to the {what} {path}. "
+                    f"Put the data directory where other users may pass (e.g. data_dir: /var/lib/pbx-router), "
+                    f"or run pbx-router as an unprivileged user; pbx-router does not change directories "
+                    f"that are not its own."
+                )
 
-    def _give_to_server_user(self, path: Path, *, recursive: bool = False) -> None:
+    def _open_data_dir(self) -> None:
+        """The data directory (``pgdata``'s parent) is ours; when the server user cannot pass it
+        (say it is 0700, as data directories should be), let its group pass (g+x) after making
+        the group the server user's. Only a directory we own whose group is root's or already
+        the server user's is changed; anything else is left alone and reported."""
+        if self._run_as is None:
+            return
+        name, uid, gid = self._run_as
+        parent = self.pgdata.parent
+        if _can_search(parent, uid, gid):
+            return
+        info = parent.stat()
+        if info.st_uid != os.geteuid() or info.st_gid not in (0, gid):
+            return  # not ours to change: _check_reachable explains
+        if info.st_gid != gid:
+            os.chown(parent, -1, gid)
+        parent.chmod(stat.S_IMODE(info.st_mode) | stat.S_IXGRP)
+        log.info("embedded_postgres_data_dir_opened", path=str(parent), group=name,
+                 mode=f"{stat.S_IMODE(parent.stat().st_mode):04o}")
+
+    def _give_to_server_user(self, path: Path) -> None:
         ids = self._ids()
         if ids is None:
             return
         uid, gid = ids
-        if path.stat().st_uid == uid and not recursive:
-            return
-        os.chown(path, uid, gid)
-        if recursive:
-            for root, dirs, files in os.walk(path):
-                for name in dirs + files:
-                    os.chown(os.path.join(root, name), uid, gid, follow_symlinks=False)
+        info = path.stat()
+        if (info.st_uid, info.st_gid) != (uid, gid):
+            os.chown(path, uid, gid)
 
     def _ensure_initialised(self) -> None:
-        self._make_traversable(self._bin)
-        self._make_traversable(self.pgdata)
+        self._check_reachable(self._bin, "PostgreSQL programs in")
+        self._open_data_dir()
+        self._check_reachable(self.pgdata.parent, "data directory")
         for leftover in self.pgdata.parent.glob(f".{self.pgdata.name}.init-*"):
             shutil.rmtree(leftover, ignore_errors=True)  # an initdb interrupted by a crash
         if (self.pgdata / "PG_VERSION").exists():
-            ids = self._ids()
-            if ids is not None and self.pgdata.stat().st_uid != ids[0]:
-                self._give_to_server_user(self.pgdata, recursive=True)
-            return
+            return  # its owner runs it (_server_user): nothing is re-owned
         if self.pgdata.exists():
             if any(self.pgdata.iterdir()):
                 raise EmbeddedPostgresError(
@@ -502,9 +575,10 @@ class EmbeddedPostgres:
         return {"user": ids[0], "group": ids[1], "extra_groups": []}
 
     def _pg_ctl(self, args: list[str]) -> str:
-        # Re-checked every time: something (pytest re-restricting pytest-of-root under the temp dir, an admin)
-        # may have taken away the server user's way in since the server started.
-        self._make_traversable(self.pgdata)
+        # Re-checked every time: something (pytest re-restricting pytest-of-root under the temp dir,
+        # an admin) may have taken away the server user's way in since the server started; a clear
+        # error beats pg_ctl's "could not change directory".
+        self._check_reachable(self.pgdata.parent, "data directory")
         return self._run("pg_ctl", ["-D", str(self.pgdata), *args], timeout=self.start_timeout + 10)
 
     def _run(self, program: str, args: list[str], *, timeout: float) -> str:

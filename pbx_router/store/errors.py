@@ -13,3 +13,11 @@ class EmbeddedPostgresError(StoreError):
 
 class MigrationError(StoreError):
     """A schema migration is malformed or failed to apply."""
+
+
+class CallbackNotFoundError(StoreError, LookupError):
+    """No callback request has that id."""
+
+
+class CallbackConflictError(StoreError):
+    """The callback request's state forbids the change (claimed by someone else, or done)."""

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from pbx_router.log import get_logger
+from pbx_router.store.callbacks import CallbackRepository
 from pbx_router.store.calls import CallRepository
 from pbx_router.store.embedded import EmbeddedPostgres
 from pbx_router.store.errors import StoreError
@@ -61,6 +62,7 @@ class Store:
         self.pool = pool
         self.embedded = embedded  # the bundled server when we use it (started or attached)
         self.calls = CallRepository(pool)
+        self.callbacks = CallbackRepository(pool)
 
     @classmethod
     async def open(
@@ -116,6 +118,14 @@ class Store:
             raise StoreError(f"migrations failed: {exc}") from exc
         return [f"{m.version:04d}_{m.name}" for m in applied]
 
+    async def ping(self, timeout: float = 2.0) -> bool:
+        """True when a pooled connection answers ``SELECT 1`` within ``timeout`` (readiness)."""
+        try:
+            async with asyncio.timeout(timeout):
+                return bool(await self.pool.fetchval("SELECT 1") == 1)
+        except (*CONNECTION_ERRORS, asyncpg.PostgresError):
+            return False
+
     async def connect(self) -> asyncpg.Connection:
         """A dedicated connection outside the pool (the call recorder keeps one)."""
         conn: asyncpg.Connection = await asyncpg.connect(self.url, timeout=10.0)
@@ -125,7 +135,8 @@ class Store:
     async def close(self, timeout: float = 10.0) -> None:
         """Close the pool, then stop the embedded server if we started it."""
         try:
-            await asyncio.wait_for(self.pool.close(), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel (3.11)
+                await self.pool.close()
         except TimeoutError:
             log.warning("store_pool_close_timeout")
             self.pool.terminate()

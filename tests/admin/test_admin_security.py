@@ -21,6 +21,9 @@ API_ROUTES = [
     ("DELETE", "/api/overrides/0123456789abcdef0123456789abcdef"),
     ("PUT", "/api/agents/PJSIP%2Fagent1/presence"),
     ("POST", "/api/rules/reload"),
+    ("GET", "/api/callbacks"),
+    ("POST", "/api/callbacks/1/claim"),
+    ("POST", "/api/callbacks/1/done"),
 ]
 
 

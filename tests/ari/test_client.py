@@ -31,7 +31,7 @@ from helpers import eventually
 
 @pytest.fixture
 async def ari(pbx: AsteriskEmulator) -> Any:
-    async with AriClient(pbx.base_url, "pbx-router", "secret", "pbx-router", request_timeout=2) as client:
+    async with AriClient(pbx.base_url, "pbx-router", pbx.password, "pbx-router", request_timeout=2) as client:
         yield client
 
 
@@ -141,7 +141,7 @@ async def test_application_replaced_closes_the_silent_socket(pbx: AsteriskEmulat
         # Another client takes the app over: Asterisk sends ApplicationReplaced to us.
         async with aiohttp.ClientSession() as s:
             async with s.ws_connect(f"{pbx.base_url.replace('http', 'ws')}/ari/events",
-                                    params={"app": "pbx-router", "api_key": "pbx-router:secret"}):
+                                    params={"app": "pbx-router", "api_key": f"pbx-router:{pbx.password}"}):
                 await eventually(lambda: stream.stats.replaced == 1, what="ApplicationReplaced seen")
                 await eventually(lambda: not stream.ready.is_set(), what="our socket closed")
     finally:

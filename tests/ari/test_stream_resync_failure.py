@@ -21,7 +21,7 @@ async def test_a_failed_resync_is_retried_until_the_stream_is_ready(pbx: Asteris
         if attempts == 1:  # e.g. GET /channels timing out while Asterisk is still starting
             raise AriUnavailable("cannot reach Asterisk", method="GET", path="/channels")
 
-    async with AriClient(pbx.base_url, "pbx-router", "secret", "pbx-router", request_timeout=2) as ari:
+    async with AriClient(pbx.base_url, "pbx-router", pbx.password, "pbx-router", request_timeout=2) as ari:
         stream = EventStream(ari, lambda e: None, on_connected=resync, backoff=Backoff(0.05, 0.2))
         task: asyncio.Task[Any] = asyncio.create_task(stream.run())
         try:

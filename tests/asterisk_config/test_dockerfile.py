@@ -1,4 +1,4 @@
-"""The Dockerfile starts the real CLI as a non-root user and checks the admin API's /health.
+"""The Dockerfile starts the real CLI as a non-root user and checks the admin API's /readyz.
 
 Docker cannot run here, so this reads the Dockerfile's final stage and checks its contract
 against the code it will run (the CLI parser, the admin defaults).
@@ -60,7 +60,7 @@ def test_healthcheck_asks_the_admin_api_on_its_default_address() -> None:
 
     assert exec_form[:2] == ["python", "-c"]
     compile(exec_form[2], "<healthcheck>", "exec")
-    assert f"http://{admin.host}:{admin.port}/health" in exec_form[2]
+    assert f"http://{admin.host}:{admin.port}/readyz" in exec_form[2]  # 503 (not ready) fails the check
 
 
 @pytest.mark.parametrize("needed", ["pbx_router", "setup.cfg", "pyproject.toml"])

@@ -25,7 +25,7 @@ DaemonFactory = Any
 def write_config(path: Path, pbx: AsteriskEmulator, data_dir: Path, db_url: str, route: str) -> Path:
     path.write_text(
         f"""
-ari: {{url: "{pbx.base_url}", username: pbx-router, password: secret, reconnect_min: 0.05, reconnect_max: 0.5}}
+ari: {{url: "{pbx.base_url}", username: pbx-router, password: emulator-ari-password-0123, reconnect_min: 0.05, reconnect_max: 0.5}}
 database: {{url: "{db_url}"}}
 data_dir: "{data_dir}"
 log: {{level: info, format: json}}
@@ -161,7 +161,7 @@ async def test_wrong_ari_credentials_never_ready_and_never_crash(
     from pbx_router.config import parse_config
 
     cfg = parse_config(
-        f'ari: {{url: "{pbx.base_url}", password: nope, reconnect_min: 0.05, reconnect_max: 0.2}}\n'
+        f'ari: {{url: "{pbx.base_url}", password: a-wrong-ari-password-0123, reconnect_min: 0.05, reconnect_max: 0.2}}\n'
         f'database: {{url: "{database_url}"}}\ndata_dir: "{tmp_path}"\nadmin: {{enabled: false}}\n',
         env={},
     )

@@ -198,13 +198,13 @@ async def test_staff_override_takes_effect_for_the_next_call(
 ) -> None:
     import aiohttp
 
-    daemon = await start_daemon(LISTENING + "admin: {port: 0, token: s3cret}\n")
+    daemon = await start_daemon(LISTENING + "admin: {port: 0, token: listen-test-admin-token-0123}\n")
     daemon.app.brain.clock = lambda: dt.datetime.now(dt.timezone.utc)
     url = daemon.app.admin_url
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{url}/api/overrides") as resp:
             assert resp.status == 401  # no token, no service
-        headers = {"Authorization": "Bearer s3cret"}
+        headers = {"Authorization": "Bearer listen-test-admin-token-0123"}
         body = {"kind": "redirect_intent", "scope": "prescription_refill", "target": "frontdesk",
                 "author": "Dana (front desk)", "reason": "pharmacist out sick", "ttl_minutes": 60}
         async with http.post(f"{url}/api/overrides", json=body, headers=headers) as resp:
@@ -251,14 +251,14 @@ async def test_after_hours_callback_request_is_recorded_for_staff(
     import aiohttp
 
     clinic_pbx.sounds["custom/clinic-next-day-callback"] = 0.5
-    daemon = await start_daemon(LISTENING + "admin: {port: 0, token: s3cret}\n")
+    daemon = await start_daemon(LISTENING + "admin: {port: 0, token: listen-test-admin-token-0123}\n")
     daemon.app.brain.clock = lambda: NIGHT
     # "4" is test results: after hours the rules take a callback request for the records team.
     call = await clinic_pbx.place_call(caller_number="+15554000011", dialled="100", dtmf=[(0.5, "4")])
     await call.wait_for(lambda c: c.fate == "hung_up_by_app", timeout=20)
     media = [p.media_uri for p in call.playbacks]
     assert "sound:custom/clinic-next-day-callback" in media
-    headers = {"Authorization": "Bearer s3cret"}
+    headers = {"Authorization": "Bearer listen-test-admin-token-0123"}
     async with aiohttp.ClientSession() as http:
 
         async def callbacks() -> list[dict[str, Any]]:
@@ -279,7 +279,7 @@ async def test_after_hours_callback_request_is_recorded_for_staff(
 
     def run_cli() -> int:
         with contextlib.redirect_stdout(out):
-            return main(["callbacks", "--url", daemon.app.admin_url, "--token", "s3cret"])
+            return main(["callbacks", "--url", daemon.app.admin_url, "--token", "listen-test-admin-token-0123"])
 
     assert await asyncio.to_thread(run_cli) == 0
     assert "+15554000011" in out.getvalue() and "records" in out.getvalue()

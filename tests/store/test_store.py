@@ -94,7 +94,7 @@ async def test_second_open_on_a_running_data_dir_attaches_and_leaves_it_running(
 
 
 async def test_with_url_the_given_server_is_used_and_left_running(data_dir: Path) -> None:
-    other = EmbeddedPostgres(data_dir / "elsewhere" / "postgres", unsafe_fast=True)
+    other = EmbeddedPostgres(data_dir / "postgres", unsafe_fast=True)
     other_url = await other.start()
     try:
         store = await Store.open(other_url, data_dir / "data")
