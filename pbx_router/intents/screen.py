@@ -92,7 +92,7 @@ _RECUR_DEFAULT = (
 # What may follow "is gone" / "got better" when it does mean the symptom ended.
 _POST_FOLLOWERS = frozenset(
     "now away completely totally entirely already thank thanks and so but by after since "
-    "on off i he she it we they today yesterday this last though".split()
+    "on off i he she it we they today yesterday this last though for".split()
 )
 _SPECIAL_WORDS: dict[str, list[str]] = {"od'd": ["overdosed"], "o.d.": ["overdose"], "x-ray": ["xray"]}
 
