@@ -516,6 +516,7 @@ class _Lexicon:
     def __init__(self, data: Mapping[str, Any], extra: RedFlagsSpec | None) -> None:
         warm_up()
         self._word_ids: dict[tuple[str, bool], int] = {}
+        self._first: dict[int, str] = {}
         self.exact: dict[str, set[int]] = {}
         self.loose: dict[str, set[int]] = {}
         self.fuzzy_keys: dict[str, set[int]] = {}
@@ -586,6 +587,7 @@ class _Lexicon:
             for k in _keys(word):
                 self.loose.setdefault(k, set()).add(wid)
             f = _fold(word)
+            self._first[wid] = f[:1]
             if len(f) >= FUZZY_MIN and not word.isdigit():
                 self.fuzzy_keys.setdefault(f, set()).add(wid)
                 for d in _deletes(f):
@@ -668,11 +670,12 @@ class _Lexicon:
         if not ids:
             f = _fold(token)
             if len(f) >= FUZZY_MIN and not token.isdigit():
+                # One letter missing or one extra, same first letter. Substitutions are left
+                # out: they turn "infection" into "injection" and "stolen" into "swollen".
                 fuzzy: set[int] = set(self.fuzzy_deletes.get(f, ()))
                 for d in _deletes(f):
                     fuzzy |= self.fuzzy_keys.get(d, set())
-                    fuzzy |= self.fuzzy_deletes.get(d, set())
-                out.extend((w, True) for w in fuzzy)
+                out.extend((w, True) for w in fuzzy if self._first[w] == f[0])
         return tuple(out)
 
 
