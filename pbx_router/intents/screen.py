@@ -96,6 +96,9 @@ _POST_FOLLOWERS = frozenset(
 )
 _SPECIAL_WORDS: dict[str, list[str]] = {"od'd": ["overdosed"], "o.d.": ["overdose"], "x-ray": ["xray"]}
 
+# "er" stays a word here: "the ER sent me home" matters more than a hesitation.
+_FILLERS = FILLERS - {"er"}
+
 _MARKERS = re.compile(r"\[[^\]]*\]|<[^>]*>")
 _TOKEN = re.compile(r"\d+(?:\.\d+)?|[^\W\d_]+(?:['\u2019][^\W\d_]+)*|[.,;:!?]+")
 _PRONOUN_IS = re.compile(r"^(he|she|who|where|how|baby|mom|mum|dad)['\u2019]s$")
@@ -363,7 +366,7 @@ def _parse_rule(text: str, classes: set[str]) -> _Rule:
 def _words_of(text: str) -> tuple[str, ...]:
     """Tokenise lexicon or caller text the same way (contractions expanded, fillers gone)."""
     if text.isalpha() and text.islower():
-        return (text,) if text not in FILLERS else ()
+        return (text,) if text not in _FILLERS else ()
     return tuple(w for w, _, _ in _tokenise(text)[0])
 
 
@@ -412,7 +415,7 @@ def _expand(word: str) -> list[str]:
         if m:
             return [m.group(1), "is"]
         return normalize(word)
-    if word in FILLERS:
+    if word in _FILLERS:
         return []
     return [word]
 
