@@ -97,6 +97,9 @@ FLAGGED: list[tuple[str, str]] = [
     ("I'm 34 weeks pregnant with a terrible headache and I'm seeing spots", "pregnancy"),
     ("I'm pregnant and the baby has stopped moving", "pregnancy"),
     ("my father fell off a ladder and can't feel his legs", "major_trauma"),
+    # history does not hide what is happening now
+    ("they sent him home from the ER yesterday but right now he's not making sense", "stroke"),
+    ("she's suddenly so short of breath she can't finish a sentence", "breathing"),
 ]
 
 
@@ -146,6 +149,13 @@ NOT_FLAGGED: list[str] = [
     "I took all my meds this morning like usual",
     "I'm almost out of my lisinopril",
     "I'd like a flu shot",
+    # mild, explained or look-alike words
+    "I get a bit short of breath on the stairs lately",
+    "the ER said the chest pain was reflux and to follow up with you",
+    "is my inhaler in stock at the pharmacy",
+    "I have an infection and need antibiotics",
+    "the bruise on my shin is turning purple",
+    "my husband's oxygen tank is running low, who delivers them",
 ]
 
 
