@@ -31,13 +31,14 @@ from harness import PASSWORD, USER, pct, receive, running_daemon, spawn_emulator
 def rules_yaml(agents: int) -> str:
     agent_lines = "\n".join(f"  a{i}: {{endpoint: PJSIP/a{i}, queues: [bench]}}" for i in range(1, agents + 1))
     return f"""version: 1
-settings: {{timezone: UTC, confidence_floor: 0.5, emergency: {{target: bench}}}}
+settings: {{timezone: UTC, confidence_floor: 0.5, emergency: {{target: bench, chain: [bench, person]}}}}
 intents:
   operator: {{digit: 0, keywords: {{operator: 0.9}}}}
   sales: {{digit: 1, keywords: {{sales: 0.9}}}}
 targets:
   bench: {{queue: bench}}
   vm: {{voicemail: {{context: pbx-router-fallback, extension: s}}}}
+  person: {{dialplan: {{context: pbx-router-fallback}}}}
 rules:
   - name: everyone-to-the-queue
     then: {{target: bench}}

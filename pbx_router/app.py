@@ -449,3 +449,14 @@ class App:
             setattr(self.brain, attr, service)
             if service is not None:
                 self.services.append(service)
+        # Every hand-off (decisions, queue overflow, booking to staff, adopted queue callers, the
+        # fallback) goes through this one executor, which keeps emergencies with a person.
+        from pbx_router.calls.targets import TargetExecutor
+
+        rules = self.rules
+        self.brain.targets = TargetExecutor(
+            lambda: rules.current if rules is not None else None, queues=self.brain.queue_service,
+            booking=self.brain.booking, dialplan_queue_context=self.brain.dialplan_queue_context,
+        )
+        if self.supervisor is not None:
+            self.brain.targets.attach(self.supervisor)

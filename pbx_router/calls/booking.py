@@ -24,9 +24,11 @@ from pbx_router.calls.booking_dialog import (
     BookingSettings,
     ToStaff,
 )
-from pbx_router.calls.call import CallerGone, Route
+from pbx_router.calls.call import CallerGone
 from pbx_router.calls.flow import ID_PREFIX
 from pbx_router.calls.listen import Listener
+from pbx_router.calls.targets import Handoff
+from pbx_router.rules.decision import Target
 from pbx_router.log import get_logger
 from pbx_router.scheduling.patients import PatientDirectory
 from pbx_router.scheduling.service import SchedulingService
@@ -148,13 +150,12 @@ class BookingService:
             return
         with contextlib.suppress(TimeoutError):
             await flow.play([prompts.sound(prompts.TO_STAFF)], timeout=15)
-        queues = conversation.brain.queue_service
-        if queues is not None and queues.has_queue(STAFF_QUEUE):
-            await queues.serve(flow, STAFF_QUEUE, priority=decision.priority if decision else 5,
-                               intent=decision.intent if decision else None)
-            return
-        await flow.continue_to(Route("dialplan", context=conversation.brain.dialplan_queue_context,
-                                     extension=STAFF_QUEUE), outcome=f"queue:{STAFF_QUEUE}")
+        # The scheduling team's queue (daemon-owned, else the dialplan's), through the target
+        # executor like every hand-off: if it overflows, the caller goes where it says.
+        staff = Target(STAFF_QUEUE, "queue", {"queue": STAFF_QUEUE}, "the scheduling team")
+        handoff = Handoff(priority=decision.priority if decision else 5, intent=decision.intent if decision else None,
+                          reason=f"booking handed to staff: {reason}", decision=decision)
+        await conversation.brain.executor().send(flow, staff, handoff, rules=conversation.ruleset)
 
 
 async def _listen_again(conversation: Conversation) -> None:

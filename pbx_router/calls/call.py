@@ -16,6 +16,7 @@ from typing import Any
 
 from pbx_router.ari import events as ev
 from pbx_router.ari.models import Channel
+from pbx_router.intents.spec import URGENCY_RANK
 
 
 class CallerGone(Exception):
@@ -105,6 +106,10 @@ class Call:
         self.resume_talk_leg: str | None = None
         # Caller and staff are bridged: routing is done, and a shutdown leaves them talking.
         self.talking = False
+        # The most urgent thing this caller said (routine / urgent / emergency). Only ever rises:
+        # once an emergency, every later hand-off (queue overflow, booking, fallback) treats the
+        # caller as one (calls/targets.py).
+        self.urgency = "routine"
         # Channels and bridges this call created; released when it ends.
         self.owned_channels: set[str] = set()
         self.owned_bridges: set[str] = set()
@@ -116,6 +121,14 @@ class Call:
             dialled=self.dialled,
             started_at=utcnow(),
         )
+
+    def raise_urgency(self, urgency: str) -> None:
+        if URGENCY_RANK.get(urgency, 0) > URGENCY_RANK.get(self.urgency, 0):
+            self.urgency = urgency
+
+    @property
+    def emergency(self) -> bool:
+        return self.urgency == "emergency"
 
     # --- delivery (registry side, synchronous) -------------------------------------------------
 

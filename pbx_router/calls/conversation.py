@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from pbx_router.ari import AriError
 from pbx_router.ari import events as ev
-from pbx_router.calls.call import RESYNCED, Route
+from pbx_router.calls.call import RESYNCED
 from pbx_router.calls.listen import Listener, ListenEvent, MediaSettings
+from pbx_router.calls.targets import TargetExecutor
 from pbx_router.log import get_logger
 from pbx_router.media.ports import PortPool
-from pbx_router.rules import CallFacts, Decision, QueueFacts, RulesHolder, decide
+from pbx_router.rules import CallFacts, Decision, QueueFacts, RuleSet, RulesHolder, decide
 from pbx_router.speech import EnginePool
 
 if TYPE_CHECKING:
@@ -60,10 +61,18 @@ class Brain:
     queue_service: Any = None  # daemon-owned queues; without it, queues are Asterisk Queue()s
     booking: Any = None  # self-service appointments; without it, schedule targets go to a person
     dialplan_queue_context: str = "router-queue"
+    # The one owner of where callers are sent (built by app.py once the services above exist).
+    targets: TargetExecutor | None = None
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
     no_input_timeout: float = 6.0
     turn_timeout: float = 45.0
     facts_timeout: float = 0.5
+
+    def executor(self) -> TargetExecutor:
+        if self.targets is None:  # a Brain assembled without app.py: same executor, no adoption
+            self.targets = TargetExecutor(lambda: self.rules.current, queues=self.queue_service, booking=self.booking,
+                                          dialplan_queue_context=self.dialplan_queue_context)
+        return self.targets
 
 
 class Conversation:
@@ -76,11 +85,12 @@ class Conversation:
         self.listener: Listener | None = None
         self.turns: list[dict[str, Any]] = []
         self.last_heard: Heard | None = None  # what the decision being acted on was based on
+        self.ruleset: RuleSet | None = None
         self.listens = 0
 
     async def run(self) -> None:
         flow, call = self.flow, self.call
-        ruleset = self.brain.rules.current  # a call keeps the rules it started with
+        ruleset = self.ruleset = self.brain.rules.current  # a call keeps the rules it started with
         await flow.answer()
         await self.start_listening()
         facts = await self._caller_facts()
@@ -223,59 +233,13 @@ class Conversation:
     async def act(self, decision: Decision | None) -> None:
         flow = self.flow
         if decision is None:  # pragma: no cover - the loop always decides
-            await flow.continue_to(flow.fallback, outcome="fallback")
+            await flow.to_fallback(f"fallback:dialplan:{flow.fallback.context}")
             return
         if decision.message:
             await flow.play([decision.message], timeout=120)
-        target = decision.target
-        kind = target.kind if target is not None else None
-        params = dict(target.params) if target is not None else {}
-        if decision.action == "hangup" or target is None:
-            if decision.action not in ("hangup",):
-                await flow.continue_to(flow.fallback, outcome=f"no_target:{decision.action}")
-                return
-            self.call.summary.outcome = "hung_up_by_rules"
-            await flow.hangup_caller()
-            return
-        if kind == "queue":
-            name = str(params["queue"])
-            svc = self.brain.queue_service
-            if svc is not None and svc.has_queue(name):
-                await svc.serve(flow, name, priority=decision.priority, intent=decision.intent)
-                return
-            await flow.continue_to(Route("dialplan", context=self.brain.dialplan_queue_context, extension=name),
-                                   outcome=f"queue:{name}")
-        elif kind == "endpoint":
-            await flow.dial_and_bridge(Route("endpoint", endpoint=str(params["endpoint"]),
-                                             timeout=float(params.get("timeout", 30))))
-        elif kind == "dialplan":
-            await flow.continue_to(Route("dialplan", context=params["context"], extension=str(params.get("extension", "s")),
-                                         priority=int(params.get("priority", 1))), outcome="routed")
-        elif kind == "voicemail":
-            await flow.continue_to(Route("dialplan", context=params["context"], extension=str(params["extension"])),
-                                   outcome="voicemail")
-        elif kind == "message":
-            await flow.play([str(params["message"])], timeout=120)
-            self.call.summary.outcome = f"message:{target.name}"
-            await flow.hangup_caller()
-        elif kind == "callback":
-            self.call.summary.extra["callback_request"] = {
-                "queue": params.get("queue"), "intent": decision.intent, "reason": decision.reason,
-                "number": self.call.summary.caller_number,
-            }
-            self.call.summary.outcome = f"callback:{params.get('queue') or target.name}"
-            await flow.play(["sound:vm-goodbye"], timeout=30)
-            await flow.hangup_caller()
-        elif kind == "schedule":
-            booking = self.brain.booking
-            if booking is not None:
-                # Self-service: the booking flow listens again through this conversation.
-                await booking.run(self, str(params.get("flow", "book")), decision)
-                return
-            await flow.continue_to(Route("dialplan", context=self.brain.dialplan_queue_context,
-                                         extension="scheduling"), outcome="queue:scheduling")
-        else:  # an unknown kind: a person takes it
-            await flow.continue_to(flow.fallback, outcome=f"fallback:unknown_target:{kind}")
+        # Where the caller goes, and on from there, is the target executor's (calls/targets.py):
+        # it keeps emergency and crisis callers with a person whatever happens next.
+        await self.brain.executor().decided(flow, decision, rules=self.ruleset)
 
 
 async def _quiet(aw: Awaitable[Any]) -> None:

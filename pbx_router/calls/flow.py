@@ -7,9 +7,11 @@ restarted daemon can tell, from Asterisk's own lists, which call owns which leg 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from pbx_router.ari import AriClient, AriConflict, AriError, AriGone
@@ -51,6 +53,24 @@ class Registrar(Protocol):
 
     def talking_started(self, call: Call) -> None: ...
 
+    def fallback_attempt_failed(self, call: Call) -> None: ...
+
+    def fallback_gave_up(self, call: Call) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackRetry:
+    """How hard a flow tries to hand a caller to the dialplan fallback before hanging up."""
+
+    attempts: int = 4
+    first_delay_s: float = 0.5  # doubled after every failed attempt, up to max_delay_s
+    max_delay_s: float = 4.0
+    attempt_timeout_s: float = 5.0
+
+
+#: At shutdown the drain has already used its time: one quick retry, then hang up.
+SHUTDOWN_FALLBACK = FallbackRetry(attempts=2, first_delay_s=0.2, attempt_timeout_s=2.0)
+
 
 class CallFlow:
     """Everything one call does, in order. One instance per call task."""
@@ -66,8 +86,10 @@ class CallFlow:
         greeting_timeout: float,
         fallback: Route,
         brain: Any = None,
+        fallback_retry: FallbackRetry | None = None,
     ) -> None:
         self.brain = brain
+        self.fallback_retry = fallback_retry or FallbackRetry()
         self.conversation: Any = None
         self.call = call
         self.ari = ari
@@ -230,7 +252,16 @@ class CallFlow:
             self.log.warning("stasis_end_not_seen_after_continue")
 
     async def dial_and_bridge(self, route: Route) -> None:
-        """Dial ``route.endpoint``; on answer, join caller and agent in a mixing bridge."""
+        """Dial ``route.endpoint``; on answer, join caller and agent in a mixing bridge; when
+        nobody answers, the fallback."""
+        failed = await self.dial(route)
+        if failed is not None:
+            await self.to_fallback(f"{failed}:dialplan:{self.fallback.context}")
+
+    async def dial(self, route: Route) -> str | None:
+        """Dial ``route.endpoint``; on answer, join caller and agent and talk until either hangs
+        up (None). When the dial fails or nobody answers, ``"dial_failed"`` / ``"no_answer"``:
+        the caller is still ours, waiting for where to go next."""
         call = self.call
         leg_id = leg_id_for(call.channel_id, uuid.uuid4().hex[:8])
         bridge_id = bridge_id_for(call.channel_id)
@@ -252,8 +283,7 @@ class CallFlow:
             call.owned_channels.discard(leg_id)
             self.log.warning("dial_failed", endpoint=route.endpoint, error=str(exc))
             await self._stop_playback_quiet(ringback)
-            await self.continue_to(self.fallback, outcome="dial_failed")
-            return
+            return "dial_failed"
 
         def leg_answered_or_failed(e: ev.Event) -> bool:
             if e is RESYNCED:
@@ -281,8 +311,7 @@ class CallFlow:
             self.log.info("agent_no_answer", endpoint=route.endpoint, cause=cause)
             await self._hangup_quiet(leg_id)
             call.owned_channels.discard(leg_id)
-            await self.continue_to(self.fallback, outcome="no_answer")
-            return
+            return "no_answer"
 
         try:
             await self.ari.create_bridge("mixing", bridge_id=bridge_id, name=f"call {call.call_id}")
@@ -300,6 +329,7 @@ class CallFlow:
         call.summary.outcome = f"bridged:{route.endpoint}"
         self.log.info("call_bridged", endpoint=route.endpoint)
         await self.talk(leg_id)
+        return None
 
     async def _leg_state_after_resync(self, leg_id: str) -> ev.Event | None:
         """Events about the leg may have been lost while reconnecting: ask Asterisk directly."""
@@ -377,18 +407,64 @@ class CallFlow:
                 pass
             call.owned_bridges.discard(bid)
 
-    async def send_to_fallback(self, why: str) -> None:
-        """Nobody is left in dead air: continue the caller into the fallback context."""
+    async def send_to_fallback(self, why: str, retry: FallbackRetry | None = None) -> None:
+        """Nobody is left in dead air: continue the caller into the fallback context (after an
+        error, a refusal or at shutdown). Never raises for a caller who has gone."""
         if self.call.gone.is_set():
             return
+        self.log.warning("call_sent_to_fallback", why=why, context=self.fallback.context)
         try:
-            await asyncio.wait_for(
-                self.ari.continue_in_dialplan(
-                    self.call.channel_id, self.fallback.context, self.fallback.extension, self.fallback.priority
-                ),
-                timeout=5.0,
-            )
-            self.call.summary.outcome = f"fallback:{why}"
-            self.log.warning("call_sent_to_fallback", why=why, context=self.fallback.context)
-        except (AriError, TimeoutError) as exc:
-            self.log.error("fallback_failed", why=why, error=str(exc))
+            # No waiting for StasisEnd: the call ends right here (and at shutdown the events
+            # websocket may already be going).
+            await self.to_fallback(f"fallback:{why}", retry=retry, wait_left=False)
+        except CallerGone:
+            pass
+
+    async def to_fallback(self, outcome: str, *, retry: FallbackRetry | None = None, wait_left: bool = True) -> None:
+        """Continue the caller into the dialplan fallback (a person), recording ``outcome``.
+
+        A failed attempt (Asterisk slow, erroring or unreachable) is retried with backoff; when
+        every attempt failed the caller is hung up as the last resort, logged at error and
+        counted (``fallback_gave_up`` in the status): never left in Stasis in silence. Raises
+        CallerGone when the caller hangs up meanwhile."""
+        call, route = self.call, self.fallback
+        policy = retry or self.fallback_retry
+        delay = policy.first_delay_s
+        error = ""
+        for attempt in range(1, max(1, policy.attempts) + 1):
+            call.raise_if_gone()
+            try:
+                async with asyncio.timeout(policy.attempt_timeout_s):
+                    await self.ari.continue_in_dialplan(call.channel_id, route.context, route.extension, route.priority)
+            except AriGone:
+                call.gone.set()
+                raise CallerGone(call.channel_id) from None
+            except AriConflict:
+                # "Not in Stasis": the caller already left us (an earlier attempt whose answer
+                # was lost went through). The dialplan has them.
+                call.summary.outcome = outcome
+                self.log.info("fallback_already_left_stasis")
+                return
+            except (AriError, TimeoutError) as exc:
+                error = str(exc) or type(exc).__name__
+                self.registrar.fallback_attempt_failed(call)
+                self.log.warning("fallback_attempt_failed", attempt=attempt, attempts=policy.attempts, error=error)
+                if attempt < policy.attempts:
+                    with contextlib.suppress(TimeoutError):
+                        await call.wait_gone(timeout=delay)  # backoff; a hangup ends it early
+                    delay = min(delay * 2, policy.max_delay_s)
+                continue
+            call.summary.outcome = outcome
+            if wait_left:
+                try:
+                    await call.wait_gone(timeout=5.0)
+                except TimeoutError:
+                    self.log.warning("stasis_end_not_seen_after_continue")
+            return
+        call.raise_if_gone()
+        # Last resort: a hangup the caller hears (and can call back, or dial 911) beats silence.
+        self.registrar.fallback_gave_up(call)
+        self.log.error("fallback_failed_hung_up", attempts=policy.attempts, error=error, context=route.context)
+        call.summary.outcome = f"fallback_failed:hung_up:{outcome}"
+        await self._hangup_quiet(call.channel_id)
+        call.gone.set()

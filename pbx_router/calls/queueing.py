@@ -12,9 +12,15 @@ Who does what:
   inbox), and it sees its agent legs' events because leg ids follow the supervisor's convention
   ``pbxr-q<token>-<caller channel id>``.
 
+Where a caller goes when the queue lets them go unanswered (overflow, a closed queue) is not
+decided here: :meth:`QueueService.serve` returns an :class:`Overflowed` and the caller's target
+executor (``calls/targets.py``) sends them on, so an emergency caller follows the emergency chain
+instead of the queue's callback or voicemail.
+
 Asterisk is the source of truth for who waits: the holding bridge ``queue-<name>`` (not
 ``pbxr-``-prefixed, so the supervisor's orphan cleanup leaves it alone) lists the callers, and a
-channel variable on each caller (``PBXR_QUEUE=<queue>,<priority>,<joined_at>``) keeps its place.
+channel variable on each caller (``PBXR_QUEUE=<queue>,<priority>,<joined_at>[,<urgency>]``) keeps
+its place.
 A restarted daemon reads both in its resync hook and rebuilds the line in order; no database is
 needed, so queues keep working while PostgreSQL is down.
 """
@@ -36,7 +42,7 @@ from pbx_router.ari import AriClient, AriError, AriGone
 from pbx_router.ari import events as ev
 from pbx_router.ari.models import Bridge as AriBridge
 from pbx_router.ari.models import Channel
-from pbx_router.calls.call import RESYNCED, Call, CallerGone, Route
+from pbx_router.calls.call import RESYNCED, Call, CallerGone
 from pbx_router.calls.flow import ID_PREFIX, CallFlow, bridge_id_for
 from pbx_router.log import get_logger
 from pbx_router.queues import (
@@ -47,6 +53,7 @@ from pbx_router.queues import (
     CancelRings,
     Dispatcher,
     Overflow,
+    OverflowSpec,
     OverrideSet,
     Queued,
     QueuesSection,
@@ -89,14 +96,16 @@ def is_agent_leg(channel_id: str) -> bool:
     return channel_id.startswith(f"{ID_PREFIX}{LEG_TAG}")
 
 
-def format_place(queue: str, priority: int, joined_at: float) -> str:
-    return f"{queue},{priority},{joined_at:.3f}"
+def format_place(queue: str, priority: int, joined_at: float, urgency: str = "routine") -> str:
+    place = f"{queue},{priority},{joined_at:.3f}"
+    # The urgency survives a daemon restart too: an adopted emergency caller stays one.
+    return place if urgency == "routine" else f"{place},{urgency}"
 
 
 def parse_place(value: str) -> tuple[str, int, float] | None:
     """``PBXR_QUEUE`` back into (queue, priority, joined_at); None when malformed."""
     parts = value.split(",")
-    if len(parts) != 3 or not parts[0]:
+    if len(parts) not in (3, 4) or not parts[0]:
         return None
     try:
         joined_at = float(parts[2])
@@ -104,6 +113,11 @@ def parse_place(value: str) -> tuple[str, int, float] | None:
     except ValueError:
         return None
     return (parts[0], priority, joined_at) if math.isfinite(joined_at) else None
+
+
+def urgency_of_place(value: str) -> str:
+    parts = value.split(",")
+    return parts[3] if len(parts) == 4 and parts[3] in ("urgent", "emergency") else "routine"
 
 
 @dataclass(eq=False)
@@ -125,6 +139,7 @@ class Member:
     t_joined: float = field(default_factory=time.perf_counter)
     t_answer: float = 0.0  # perf_counter when the answering leg's StasisStart was taken in
     rung: bool = False
+    urgency: str = "routine"
 
     def leg_of(self, agent: str) -> str | None:
         return next((leg for leg, a in self.legs.items() if a == agent), None)
@@ -141,8 +156,21 @@ class QueueServiceStats:
     answer_to_bridged_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
 
 
+@dataclass(frozen=True, slots=True)
+class Overflowed:
+    """The queue let the caller go unanswered; the caller is out of the holding bridge, no leg
+    rings, and the target executor decides where they go (``spec``: the queue's own overflow,
+    None when there is none)."""
+
+    queue: str
+    reason: str
+    spec: OverflowSpec | None
+    priority: int
+    joined_at: float
+
+
 class _Requeue(Exception):
-    """The caller moves to another daemon-owned queue (overflow), keeping priority and arrival."""
+    """The caller goes back in line in the same queue (a failed bridge), keeping their place."""
 
     def __init__(self, queue: str, priority: int, joined_at: float) -> None:
         super().__init__(queue)
@@ -158,14 +186,12 @@ class QueueService:
         section: QueuesSection,
         *,
         overrides: OverrideSet | None = None,
-        targets: Callable[[], Mapping[str, Any]] = dict,
         clock: Callable[[], float] = time.time,
         supervisor_calls: Callable[[], Mapping[str, Call]] = dict,
     ) -> None:
         self.ari = ari
         self.section = section
         self.clock = clock
-        self._targets = targets
         self._supervisor_calls = supervisor_calls
         self.dispatcher = Dispatcher(section, clock(), overrides)
         self.members: dict[str, Member] = {}
@@ -241,41 +267,45 @@ class QueueService:
     async def serve(
         self, flow: CallFlow, queue: str, *, priority: int | None = None, intent: str | None = None,
         joined_at: float | None = None,
-    ) -> None:
-        """Queue the caller until an agent takes the call (then until either hangs up) or the
-        queue sends them on. Runs in the caller's own task; raises CallerGone if they hang up."""
+    ) -> Overflowed | None:
+        """Queue the caller until an agent takes the call (then until either hangs up: None) or
+        the queue lets them go unanswered (an :class:`Overflowed` for the target executor). Runs in
+        the caller's own task; raises CallerGone if they hang up. An emergency caller
+        (``flow.call.urgency``) leaves as soon as nobody staffs the queue."""
         prio = DEFAULT_PRIORITY if priority is None else int(priority)
+        urgency = flow.call.urgency
         while True:
             now = self.clock()
             member = Member(flow.call.channel_id, queue, prio, now if joined_at is None else joined_at,
-                            call=flow.call, flow=flow)
+                            call=flow.call, flow=flow, urgency=urgency)
             self.members[member.caller_id] = member
-            flow.log.info("queue_join", queue=queue, priority=prio, intent=intent)
-            self._push(self.dispatcher.join(member.caller_id, queue, now, priority=prio, joined_at=joined_at))
+            flow.log.info("queue_join", queue=queue, priority=prio, intent=intent, urgency=urgency)
+            self._push(self.dispatcher.join(member.caller_id, queue, now, priority=prio, joined_at=joined_at,
+                                            leave_when_empty=urgency == "emergency"))
             try:
-                await self._serve_member(flow, member)
-                return
+                return await self._serve_member(flow, member)
             except _Requeue as move:
                 queue, prio, joined_at = move.queue, move.priority, move.joined_at
 
-    async def resume(self, flow: CallFlow, member: Member) -> None:
+    async def resume(self, flow: CallFlow, member: Member) -> Overflowed | None:
         """A restarted daemon's adopted caller, already back in line by the resync hook."""
         member.call, member.flow = flow.call, flow
-        flow.log.info("queue_resumed", queue=member.queue)
+        flow.call.raise_urgency(member.urgency)
+        flow.log.info("queue_resumed", queue=member.queue, urgency=member.urgency)
         if member.pending:
             flow.call.deliver(QUEUE_WAKE)
         try:
-            await self._serve_member(flow, member)
+            return await self._serve_member(flow, member)
         except _Requeue as move:
-            await self.serve(flow, move.queue, priority=move.priority, joined_at=move.joined_at)
+            return await self.serve(flow, move.queue, priority=move.priority, joined_at=move.joined_at)
 
-    async def _serve_member(self, flow: CallFlow, m: Member) -> None:
+    async def _serve_member(self, flow: CallFlow, m: Member) -> Overflowed | None:
         try:
             terminal = await self._wait_for_outcome(flow, m)
             if isinstance(terminal, Bridge):
                 await self._connect(flow, m, terminal)
-            else:
-                await self._overflow(flow, m, terminal)
+                return None
+            return await self._overflow(flow, m, terminal)
         finally:
             await asyncio.shield(self._leave(m))
 
@@ -366,7 +396,8 @@ class QueueService:
         m.holding = action.bridge_id
         # Our place in line, kept on the channel itself: a restarted daemon reads it back.
         with contextlib.suppress(AriError):
-            await self.ari.set_variable(flow.call.channel_id, QUEUE_VAR, format_place(m.queue, m.priority, m.joined_at))
+            await self.ari.set_variable(flow.call.channel_id, QUEUE_VAR,
+                                        format_place(m.queue, m.priority, m.joined_at, m.urgency))
 
     async def _holding_bridge(self, queue: str, bridge_id: str, moh_class: str) -> None:
         """Get-or-create the queue's holding bridge with its music, once per daemon life."""
@@ -488,80 +519,17 @@ class QueueService:
         m.legs.pop(leg, None)
         await flow.talk(leg)
 
-    async def _overflow(self, flow: CallFlow, m: Member, action: Overflow) -> None:
+    async def _overflow(self, flow: CallFlow, m: Member, action: Overflow) -> Overflowed:
+        """The queue lets the caller go: no leg rings, out of the holding bridge. Where they go
+        next is the target executor's to decide (an emergency never takes a callback)."""
         call = flow.call
         m.state = "done"
         flow.log.info("queue_overflow", queue=m.queue, reason=action.reason,
-                      target=action.target.kind if action.target else None)
+                      target=action.target.kind if action.target else None, urgency=m.urgency)
         call.summary.extra["queue"] = {"queue": m.queue, "overflow": action.reason}
-        outcome = f"queue:{m.queue}:overflow:{action.reason}"
         await self._cancel_all_legs(m)
-        spec = action.target
-        if spec is None:
-            await flow.continue_to(flow.fallback, outcome=outcome)
-            return
-        if spec.queue is not None:
-            if self.has_queue(spec.queue):
-                raise _Requeue(spec.queue, action.priority, action.joined_at)
-            await flow.continue_to(Route("dialplan", context="router-queue", extension=spec.queue), outcome=outcome)
-        elif spec.voicemail is not None:
-            await flow.continue_to(
-                Route("dialplan", context=spec.voicemail.context, extension=spec.voicemail.extension), outcome=outcome,
-            )
-        elif spec.callback is not None:
-            await self._take_callback(flow, m, spec.callback.queue or m.queue, action.reason)
-        elif spec.message is not None:
-            await self._leave_holding(m)
-            await flow.play([spec.message], timeout=120)
-            call.summary.outcome = f"{outcome}:message"
-            await flow.hangup_caller()
-        elif spec.target is not None:
-            await self._to_target(flow, m, spec.target, action, outcome)
-
-    async def _to_target(self, flow: CallFlow, m: Member, name: str, action: Overflow, outcome: str) -> None:
-        """A named target of the rules file (overflow ``target:`` and staff redirects)."""
-        target = self._targets().get(name)
-        if target is None:
-            log.warning("queue_overflow_target_unknown", target=name)
-            await flow.continue_to(flow.fallback, outcome=f"{outcome}:unknown_target")
-            return
-        params = dict(target.params)
-        kind = target.kind
-        if kind == "queue":
-            queue = str(params["queue"])
-            if self.has_queue(queue) and queue != m.queue:
-                raise _Requeue(queue, action.priority, action.joined_at)
-            await flow.continue_to(Route("dialplan", context="router-queue", extension=queue), outcome=outcome)
-        elif kind == "endpoint":
-            await self._leave_holding(m)
-            await flow.dial_and_bridge(Route("endpoint", endpoint=str(params["endpoint"]),
-                                             timeout=float(params.get("timeout", 30))))
-        elif kind == "dialplan":
-            await flow.continue_to(Route("dialplan", context=str(params["context"]),
-                                         extension=str(params.get("extension", "s")),
-                                         priority=int(params.get("priority", 1))), outcome=outcome)
-        elif kind == "voicemail":
-            await flow.continue_to(Route("dialplan", context=str(params["context"]),
-                                         extension=str(params["extension"])), outcome=outcome)
-        elif kind == "message":
-            await self._leave_holding(m)
-            await flow.play([str(params["message"])], timeout=120)
-            flow.call.summary.outcome = f"{outcome}:message"
-            await flow.hangup_caller()
-        elif kind == "callback":
-            await self._take_callback(flow, m, str(params.get("queue") or m.queue), action.reason)
-        else:  # schedule and anything newer: a person takes it
-            await flow.continue_to(flow.fallback, outcome=f"{outcome}:{kind}")
-
-    async def _take_callback(self, flow: CallFlow, m: Member, queue: str, reason: str) -> None:
-        call = flow.call
         await self._leave_holding(m)
-        call.summary.extra["callback_request"] = {
-            "queue": queue, "reason": f"queue {m.queue}: {reason}", "number": call.summary.caller_number,
-        }
-        call.summary.outcome = f"callback:{queue}"
-        await flow.play(["sound:vm-goodbye"], timeout=30)
-        await flow.hangup_caller()
+        return Overflowed(m.queue, action.reason, action.target, action.priority, action.joined_at)
 
     async def _leave_holding(self, m: Member) -> None:
         if m.holding is not None:
@@ -631,19 +599,24 @@ class QueueService:
                 if name not in self._holding:
                     self._holding[name] = asyncio.get_running_loop().create_task(asyncio.sleep(0))
                 entries: list[tuple[str, int, float]] = []
+                urgencies: dict[str, str] = {}
                 for position, cid in enumerate(bridge.channels):
                     if cid in self.members or cid not in calls:
                         continue
-                    place = await self._read_place(cid)
+                    raw = await self._read_place(cid)
+                    place = parse_place(raw)
                     priority, joined_at = (place[1], place[2]) if place and place[0] == name else (
                         DEFAULT_PRIORITY, now - 1e-3 * (len(bridge.channels) - position))
                     entries.append((cid, priority, joined_at))
+                    urgencies[cid] = urgency_of_place(raw)
                 for cid, priority, joined_at in entries:
-                    m = Member(cid, name, priority, joined_at, holding=bridge.id)
+                    m = Member(cid, name, priority, joined_at, holding=bridge.id, urgency=urgencies[cid])
                     m.t_joined = time.perf_counter()
                     self.members[cid] = m
                 if entries:
-                    actions, problems = self.dispatcher.restore_callers(name, entries, now)
+                    escalating = [cid for cid, u in urgencies.items() if u == "emergency"]
+                    actions, problems = self.dispatcher.restore_callers(name, entries, now,
+                                                                        leave_when_empty=escalating)
                     self.stats.restored += len(entries)
                     for problem in problems:
                         log.warning("queue_restore_problem", problem=problem)
@@ -666,11 +639,11 @@ class QueueService:
                 self._reconciled_at = time.monotonic()
                 self._reconciled.notify_all()
 
-    async def _read_place(self, channel_id: str) -> tuple[str, int, float] | None:
+    async def _read_place(self, channel_id: str) -> str:
         try:
-            return parse_place(await self.ari.get_variable(channel_id, QUEUE_VAR))
+            return await self.ari.get_variable(channel_id, QUEUE_VAR)
         except AriError:
-            return None
+            return ""
 
     async def _refresh_devices(self) -> None:
         for agent in self.dispatcher.pool.all():
@@ -699,18 +672,11 @@ class QueueService:
         return m if m is not None and m.flow is None else None
 
     def attach(self, supervisor: Any) -> None:
-        """Plug into the call supervisor: unclaimed events, resync, and adopted callers."""
+        """Plug into the call supervisor: unclaimed events and resync. (Adopted callers who were
+        waiting here are taken back by the target executor, which also sends them on if the
+        queue lets them go: ``TargetExecutor.attach``.)"""
         supervisor.unclaimed_handlers.append(self.handle_unclaimed)
         supervisor.resync_hooks.append(self.on_resync)
-        supervisor.adoption_handlers.append(self._adopt)
-
-    async def _adopt(self, flow: CallFlow) -> bool:
-        """An adopted caller who was waiting in one of our queues takes their place again."""
-        member = await self.adopted_member(flow.call)
-        if member is None:
-            return False
-        await self.resume(flow, member)
-        return True
 
 
 async def build(app: Any) -> QueueService | None:
@@ -721,15 +687,11 @@ async def build(app: Any) -> QueueService | None:
     if section is None:
         return None
     supervisor = app.supervisor
-
-    def targets() -> Mapping[str, Any]:
-        return dict(app.rules.current.targets)
-
     # Overrides already in force; later changes arrive through set_overrides (admin backend).
     admin = getattr(app, "admin", None)
     overrides = getattr(admin, "overrides", None) if admin is not None else None
     service = QueueService(
-        app.ari, section, overrides=overrides if isinstance(overrides, OverrideSet) else None, targets=targets,
+        app.ari, section, overrides=overrides if isinstance(overrides, OverrideSet) else None,
         supervisor_calls=lambda: supervisor.calls,
     )
     service.attach(supervisor)
@@ -741,6 +703,6 @@ async def build(app: Any) -> QueueService | None:
 
 
 __all__ = [
-    "QUEUE_VAR", "Member", "QueueService", "QueueServiceStats", "build", "format_place", "holding_bridge_id",
-    "is_agent_leg", "parse_place",
+    "QUEUE_VAR", "Member", "Overflowed", "QueueService", "QueueServiceStats", "build", "format_place",
+    "holding_bridge_id", "is_agent_leg", "parse_place", "urgency_of_place",
 ]

@@ -19,7 +19,15 @@ from pbx_router.ari import AriClient, AriError
 from pbx_router.ari import events as ev
 from pbx_router.ari.models import Channel
 from pbx_router.calls.call import RESYNCED, Call, CallerGone, CallSummary, Route, utcnow
-from pbx_router.calls.flow import ID_PREFIX, CallFlow, Router, bridge_id_for, owner_of
+from pbx_router.calls.flow import (
+    ID_PREFIX,
+    SHUTDOWN_FALLBACK,
+    CallFlow,
+    FallbackRetry,
+    Router,
+    bridge_id_for,
+    owner_of,
+)
 from pbx_router.log import get_logger
 
 log = get_logger("pbx_router.calls")
@@ -46,6 +54,8 @@ class SupervisorStats:
     refused: int = 0
     orphans_cleaned: int = 0
     unrouted_events: int = 0
+    fallback_retries: int = 0  # attempts to reach the dialplan fallback that failed and were retried
+    fallback_gave_up: int = 0  # callers hung up because the fallback could not be reached at all
 
 
 @dataclass(frozen=True)
@@ -54,6 +64,7 @@ class FlowSettings:
     greeting_timeout: float
     fallback: Route
     max_concurrent: int = 500
+    fallback_retry: FallbackRetry = FallbackRetry()
 
 
 class CallSupervisor:
@@ -174,6 +185,7 @@ class CallSupervisor:
             greeting_timeout=self.settings.greeting_timeout,
             fallback=self.settings.fallback,
             brain=self.brain,
+            fallback_retry=self.settings.fallback_retry,
         )
 
     async def _refuse(self, call: Call) -> None:
@@ -210,7 +222,7 @@ class CallSupervisor:
                 flow.log.info("call_left_talking", outcome=call.summary.outcome)
                 raise
             # Shutdown ran out of time: hand the caller to a human, then let cancellation go on.
-            await asyncio.shield(flow.send_to_fallback("shutdown"))
+            await asyncio.shield(flow.send_to_fallback("shutdown", retry=SHUTDOWN_FALLBACK))
             raise
         except Exception as exc:  # any bug: nobody is left in dead air
             self.stats.failed += 1
@@ -309,6 +321,12 @@ class CallSupervisor:
             log.warning("orphan_cleanup_failed", kind=kind, id=object_id, error=str(exc))
 
     # --- shutdown ----------------------------------------------------------------------------
+
+    def fallback_attempt_failed(self, call: Call) -> None:
+        self.stats.fallback_retries += 1
+
+    def fallback_gave_up(self, call: Call) -> None:
+        self.stats.fallback_gave_up += 1
 
     def talking_started(self, call: Call) -> None:
         """The call's routing is done (caller and staff are talking): drain need not wait for it."""

@@ -88,6 +88,9 @@ class _Waiting:
     next_attempt_at: float = 0.0
     last_leg_end: float = 0.0  # a new round starts retry_s after the last leg of the old one
     next_announce_at: float | None = None
+    # Leaves as soon as nobody staffs the queue, whatever the queue's own leave_when_empty says:
+    # set for emergency callers, who must never wait for agents who are not there.
+    leave_when_empty: bool = False
 
 
 class Dispatcher:
@@ -216,9 +219,12 @@ class Dispatcher:
         priority: int = DEFAULT_PRIORITY,
         skills: Mapping[str, int] | None = None,
         joined_at: float | None = None,
+        leave_when_empty: bool = False,
     ) -> list[Action]:
         """A caller is routed to ``queue``. ``joined_at`` keeps the arrival time of a caller moved
-        here by an overflow (it then keeps its place among callers of the same priority)."""
+        here by an overflow (it then keeps its place among callers of the same priority).
+        ``leave_when_empty``: this caller overflows (reason ``no_agents``) whenever no agent
+        staffs the queue, even if the queue itself would keep callers waiting."""
         self._now = max(self._now, now)
         arrived = now if joined_at is None else joined_at
         q = self.queues.get(queue)
@@ -237,7 +243,7 @@ class Dispatcher:
             target = directive.target or (q.config.overflow_on_time if directive.state == "closed" else None)
             counters.overflowed[directive.state] += 1
             return [Overflow(caller_id, queue, target, directive.state, priority, arrived)]  # type: ignore[arg-type]
-        if q.config.leave_when_empty and self.pool.counts(queue, now).staffed == 0:
+        if (q.config.leave_when_empty or leave_when_empty) and self.pool.counts(queue, now).staffed == 0:
             counters.overflowed["no_agents"] += 1
             return [Overflow(caller_id, queue, q.config.overflow_on_time, "no_agents", priority, arrived)]
         if q.is_full():
@@ -246,7 +252,7 @@ class Dispatcher:
         caller = QueuedCaller(caller_id, queue, int(priority), arrived, next(self._seq), dict(skills or {}))
         position = q.add(caller)
         announce_at = now if q.config.announce_every_s else None
-        self._waiting[caller_id] = _Waiting(caller, next_announce_at=announce_at)
+        self._waiting[caller_id] = _Waiting(caller, next_announce_at=announce_at, leave_when_empty=leave_when_empty)
         queued = Queued(caller_id, queue, q.config.bridge_id, q.config.moh_class, position)
         return [queued, *self.step(now)]
 
@@ -413,20 +419,20 @@ class Dispatcher:
                 continue
             cfg = q.config
             directive = self.directive(name, now)
-            empty = cfg.leave_when_empty and self.pool.counts(name, now).staffed == 0
+            nobody = self.pool.counts(name, now).staffed == 0
             for caller in q.ordered():
                 reason: OverflowReason
                 target: OverflowSpec | None
+                w = self._waiting[caller.caller_id]
                 if directive.state != "open":
                     reason = directive.state  # type: ignore[assignment]
                     target = directive.target or (cfg.overflow_on_time if directive.state == "closed" else None)
                 elif cfg.max_wait_s is not None and now - caller.joined_at >= cfg.max_wait_s:
                     reason, target = "max_wait", cfg.overflow_on_time
-                elif empty:
+                elif nobody and (cfg.leave_when_empty or w.leave_when_empty):
                     reason, target = "no_agents", cfg.overflow_on_time
                 else:
                     continue
-                w = self._waiting[caller.caller_id]
                 actions.extend(self._release_caller(w, reason))
                 self.counters[name].overflowed[reason] += 1
                 actions.append(Overflow(caller.caller_id, name, target, reason, caller.priority, caller.joined_at))
@@ -585,16 +591,22 @@ class Dispatcher:
         return problems
 
     def restore_callers(
-        self, queue: str, entries: Iterable[tuple[str, int, float]], now: float
+        self, queue: str, entries: Iterable[tuple[str, int, float]], now: float,
+        *, leave_when_empty: Iterable[str] = (),
     ) -> tuple[list[Action], list[str]]:
         """Rebuild one queue from what the call layer reads back from Asterisk's holding bridge
         and the database: (caller id, priority, joined_at). Order follows priority then joined_at
-        (input order breaks ties). Returns (actions due now, problems)."""
+        (input order breaks ties). ``leave_when_empty``: caller ids that joined with that flag.
+        Returns (actions due now, problems)."""
         self._now = max(self._now, now)
         if queue not in self.queues:
             return [], [f"queue {queue!r} not configured: {len(list(entries))} caller(s) not restored"]
         rows: list[tuple[str, int, float, dict[str, int]]] = [(c, p, j, {}) for c, p, j in entries]
         problems = self._add_restored(queue, rows, now, count=True)
+        for caller_id in leave_when_empty:
+            w = self._waiting.get(caller_id)
+            if w is not None and w.caller.queue == queue:
+                w.leave_when_empty = True
         return self.step(now), problems
 
     def _add_restored(

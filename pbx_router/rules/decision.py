@@ -72,6 +72,9 @@ class Decision:
     confidence: float = 0.0
     rules_version: str = ""
     notes: tuple[str, ...] = ()
+    # routine | urgent | emergency (crisis too): the call layer never sends an emergency to
+    # anything but a person, wherever the caller goes next (calls/targets.py).
+    urgency: str = "routine"
     _trace_builder: Callable[[], tuple[RuleTrace, ...]] | None = field(
         default=None, repr=False, compare=False
     )
@@ -102,5 +105,6 @@ class Decision:
             "confidence": round(self.confidence, 3),
             "rules_version": self.rules_version,
             "notes": list(self.notes),
+            "urgency": self.urgency,
             "trace": [t.to_dict() for t in self.trace],
         }

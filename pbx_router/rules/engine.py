@@ -572,6 +572,7 @@ def _decide(rs: RuleSet, facts: CallFacts) -> Decision:
         confidence=ctx.confidence,
         rules_version=rs.version,
         notes=tuple(notes),
+        urgency=ctx.urgency,
         _trace_builder=builder,
     )
 

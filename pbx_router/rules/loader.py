@@ -22,6 +22,7 @@ from pbx_router.intents.spec import IntentSpec
 from pbx_router.queues.model import QueuesSection
 from pbx_router.rules.calendar import Calendar
 from pbx_router.rules.decision import Target
+from pbx_router.rules.emergency import emergency_path_problems
 from pbx_router.rules.engine import (
     HUMAN_KINDS,
     CompiledRule,
@@ -256,7 +257,7 @@ def _cross_check(
             digits[intent.digit] = name
 
     names: dict[str, int] = {}
-    used_targets: set[str] = {emergency}
+    used_targets: set[str] = {emergency, *(spec.settings.emergency.chain or ())}
     used_intents: set[str] = set()
     for i, rule in enumerate(spec.rules):
         base = ("rules", i)
@@ -341,6 +342,9 @@ def _cross_check(
                 break
 
     _check_queues(spec, err, warn)
+    # Emergency callers must end at a person, also by a queue's overflow (rules/emergency.py).
+    for path, msg in emergency_path_problems(spec):
+        err(path, msg)
     _check_red_flags(spec, err)
 
     if not any(i.urgency == "emergency" for i in spec.intents.values()):

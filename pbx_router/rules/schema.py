@@ -375,6 +375,19 @@ class EmergencySettings(_Model):
         default=None, description="Instruction played first, e.g. call 911."
     )
     priority: int = Field(default=0, ge=0, le=10)
+    chain: TextList | None = Field(
+        default=None,
+        description="Human targets (queue, endpoint, dialplan) an emergency or crisis caller is passed"
+        " along, in order, when the target they were sent to is closed, has nobody logged in, overflows"
+        " or does not answer; after the last one, the daemon's dialplan fallback (calls.fallback)."
+        " Default: just `target`. Needed when a queue emergencies reach overflows to a callback,"
+        " message or voicemail (those are for routine callers only).",
+    )
+
+    @property
+    def escalation(self) -> list[str]:
+        """The chain in force: the configured one, else the emergency target alone."""
+        return list(self.chain) if self.chain else [self.target]
 
 
 class Settings(_Model):

@@ -18,6 +18,7 @@ from pbx_router.testing.apps import EventSocket
 from pbx_router.testing.audio import CallerAudio
 from pbx_router.testing.call import POLL_SECONDS, SimulatedCall
 from pbx_router.testing.http_api import AriRoutes
+from pbx_router.testing.model import RequestFault
 from pbx_router.testing.pbx import DEFAULT_APP, Pbx
 
 log = get_logger(__name__)
@@ -33,6 +34,7 @@ class AsteriskEmulator(Pbx):
         self._port = port
         self._runner: web.AppRunner | None = None
         self._sockets: set[EventSocket] = set()
+        self.faults: list[RequestFault] = []
 
     # ----------------------------------------------------------------- lifecycle
     async def __aenter__(self) -> AsteriskEmulator:
@@ -146,6 +148,16 @@ class AsteriskEmulator(Pbx):
             raise RuntimeError(f"no events websocket connected for {app!r}")
         target.socket.push(text)
         await target.socket.flush()
+
+    # ----------------------------------------------------------------- faults
+    def fail_requests(self, method: str, path: str, *, status: int = 500,
+                      message: str = "Internal Server Error", times: int | None = None) -> RequestFault:
+        """From now on, answer ``method path`` (fnmatch, e.g. ``/ari/channels/*/continue``) with
+        ``status`` and ``{"message": message}`` without performing it; ``times`` requests, or
+        all until ``fault`` is removed from ``faults``."""
+        fault = RequestFault(method, path, status, message, times)
+        self.faults.append(fault)
+        return fault
 
     # ----------------------------------------------------------------- simulated callers
     async def place_call(self, caller_number: str = "+15551230000", caller_name: str = "",

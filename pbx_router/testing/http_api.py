@@ -154,9 +154,13 @@ class AriRoutes:
         request[PARAMS_KEY] = params
         request[VARIABLES_KEY] = variables
         response: web.StreamResponse
+        fault = next((f for f in self.emulator.faults if f.matches(request.method, path)), None)
         try:
             if body_error is not None:
                 raise body_error
+            if fault is not None:
+                fault.hits += 1
+                raise AriError(fault.status, fault.message)
             response = await handler(request)
         except AriError as exc:
             response = ari_json(exc.body, exc.status)

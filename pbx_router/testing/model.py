@@ -165,3 +165,24 @@ class RequestRecord:
     status: int
     body: Any
     events_sent_before: int = 0  # len(pbx.sent_events) when the reply went out
+
+
+@dataclass
+class RequestFault:
+    """Asterisk failing some requests (overloaded, a module error, a bug): matching requests are
+    answered with ``status`` and Asterisk's error body instead of being performed. ``times`` is
+    how many to fail (None: all of them, until removed); ``hits`` counts the failed ones."""
+
+    method: str
+    path: str  # fnmatch pattern on the path, e.g. /ari/channels/*/continue
+    status: int = 500
+    message: str = "Internal Server Error"
+    times: int | None = None
+    hits: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        import fnmatch
+
+        if self.times is not None and self.hits >= self.times:
+            return False
+        return method.upper() == self.method.upper() and fnmatch.fnmatchcase(path, self.path)

@@ -19,7 +19,8 @@ from helpers import eventually
 # Keypad: 1 = routine (priority 5), 2 = urgent (priority 1), 3 = the second queue.
 BASE_RULES: dict[str, Any] = {
     "version": 1,
-    "settings": {"timezone": "UTC", "emergency": {"target": "q1"}},
+    # Emergencies leave q1 for a person (the fallback context), never by q1's own overflow.
+    "settings": {"timezone": "UTC", "emergency": {"target": "q1", "chain": ["q1", "person"]}},
     "intents": {
         "emergency": {"urgency": "emergency", "digit": "9", "keywords": {"chest pain": 1.0}},
         "routine": {"digit": "1", "keywords": {"question": 1.0}},
