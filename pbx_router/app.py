@@ -11,24 +11,68 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import signal
-from collections.abc import Awaitable, Callable, Iterator
+import socket
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pbx_router.admin import InMemoryBackend
 from pbx_router.ari import AriClient, Backoff, EventStream
+from pbx_router.ari.errors import AriAuthError, AriError
 from pbx_router.calls.call import CallSummary, Route
 from pbx_router.calls.supervisor import CallSupervisor, FlowSettings, StaticRouter
 from pbx_router.config import Config, DialplanTarget
 from pbx_router.log import get_logger
+from pbx_router.startup import ExitCode, StartupError
 
 if TYPE_CHECKING:
     from pbx_router.store.retention import RetentionJob
 
 log = get_logger("pbx_router.app")
+
+_T = TypeVar("_T")
+
+# Time budgets that make start-up and shutdown finite whatever is down or stuck.
+ARI_CHECK_TIMEOUT_S = 3.0  # the credentials check at start (Asterisk down: we start anyway)
+STARTUP_CANCEL_GRACE_S = 2.0  # a start-up step interrupted by SIGTERM gets this to unwind
+CALL_CANCEL_GRACE_S = 5.0  # after the drain: cancelled calls' fallbacks (2 bounded attempts)
+ADMIN_STOP_TIMEOUT_S = 3.0  # aiohttp's own shutdown_timeout is 2 s
+RECORDER_LAST_WRITE_S = 1.0  # CallRecorder.shutdown_write_timeout: then it spools
+CLOSE_TIMEOUT_S = 4.0  # ARI session, recogniser workers and store, closed side by side
+# SIGTERM ends the process within shutdown.drain_timeout + this (pbx-router run enforces it).
+SHUTDOWN_MARGIN_S = CALL_CANCEL_GRACE_S + 2 * ADMIN_STOP_TIMEOUT_S + RECORDER_LAST_WRITE_S + CLOSE_TIMEOUT_S
+
+
+def check_rtp_range(host: str, first: int, last: int) -> None:
+    """At least one port of the externalMedia RTP range can be bound on ``host``; otherwise
+    every call would silently go keypad-only, so that is a start-up failure."""
+    error: OSError | None = None
+    for port in range(first, last + 1):
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.bind((host, port))
+            except OSError as exc:
+                error = exc
+                if exc.errno != errno.EADDRINUSE:
+                    break  # not this port's fault (address not local, permission): all fail alike
+                continue
+            return
+    assert error is not None
+    if error.errno == errno.EADDRINUSE:
+        raise StartupError(ExitCode.LISTEN, f"every RTP port of media.rtp_port_min-max {host}:{first}-{last} "
+                                            "is already in use")
+    raise StartupError(ExitCode.LISTEN, f"cannot listen for RTP on media.rtp_host {host} "
+                                        f"(port {first}): {error.strerror or error}")
+
+try:  # the store's error type, without importing asyncpg at module import time
+    from pbx_router.store.errors import StoreError as StoreErrorLike
+except ImportError:  # pragma: no cover
+    StoreErrorLike = ConnectionError  # type: ignore[misc, assignment]
+
 
 try:  # the store's error type, without importing asyncpg at module import time
     from pbx_router.store.errors import StoreError as StoreErrorLike
@@ -199,9 +243,12 @@ class DaemonBackend(InMemoryBackend):
 
 
 class App:
-    def __init__(self, config: Config, *, install_signals: bool = True) -> None:
+    def __init__(self, config: Config, *, install_signals: bool = True,
+                 on_stop_requested: Callable[[], None] | None = None) -> None:
         self.config = config
         self.install_signals = install_signals
+        # Called once, when the first stop is requested (pbx-router run arms its exit deadline).
+        self.on_stop_requested = on_stop_requested
         self.stopping = asyncio.Event()
         self.ari: AriClient | None = None
         self.supervisor: CallSupervisor | None = None
@@ -216,39 +263,97 @@ class App:
         self._store_lock = asyncio.Lock()
         self.admin: Any = None  # the admin API's backend (live views + staff overrides)
         self.admin_url: str | None = None
+        self.admin_server: Any = None
         # Optional call services built at start (see _build_services), run in the top TaskGroup.
         self.services: list[Any] = []
         self.retention: RetentionJob | None = None  # the purge job (store/retention.py), built at start
 
     def request_stop(self) -> None:
+        if not self.stopping.is_set() and self.on_stop_requested is not None:
+            self.on_stop_requested()
         self.stopping.set()
 
     async def run(self) -> None:
+        """Start, serve until a stop is requested, then stop in stages.
+
+        Raises :class:`StartupError` when the daemon cannot start (whatever was started is
+        released first). A stop requested during start-up ends it promptly and without error.
+        Every listener is bound before the TaskGroup exists, so a port in use is a start-up
+        failure with its own exit code, not a TaskGroup cancelling half-started tasks."""
         cfg = self.config
-        data_dir = Path(cfg.data_dir)
-        from pbx_router.store import CallRecorder
+        loop = asyncio.get_running_loop()
+        if self.install_signals:  # first of all: a SIGTERM during a slow start must be heard
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.request_stop)
+            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        log.info("daemon_starting", ari=cfg.ari.url, app=cfg.ari.app)
+        try:
+            started = await self._unless_stopped(self._start(cfg))
+            if started is not None:
+                await self._serve(cfg, *started)
+        finally:
+            await self._close()
+            if self.install_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    loop.remove_signal_handler(sig)
+            log.info("daemon_stopped")
+
+    async def _unless_stopped(self, work: Coroutine[Any, Any, _T]) -> _T | None:
+        """Run a start-up step, abandoning it when a stop is requested meanwhile (None then)."""
+        task = asyncio.create_task(work, name="daemon-start")
+        stop = asyncio.create_task(self.stopping.wait(), name="daemon-start-stop-watch")
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not task.done():
+                task.cancel("pbx-router: stop requested during start-up")
+                # A step running in a thread (rules, embedded PostgreSQL) cannot be interrupted;
+                # it is left behind rather than waited for.
+                await asyncio.wait({task}, timeout=STARTUP_CANCEL_GRACE_S)
+        if not task.done() or task.cancelled():
+            log.info("daemon_start_abandoned", reason="stop requested during start-up")
+            return None
+        return task.result()  # raises the step's StartupError
+
+    async def _start(self, cfg: Config) -> tuple[Any, EventStream]:
+        """Everything that can fail for a reason an operator must fix, checked before serving,
+        cheapest first: data directory, listening ports, ARI credentials, rules, recogniser."""
+        from pbx_router.rules import RulesError
+        from pbx_router.speech.types import SpeechError
+        from pbx_router.store import CallRecord, CallRecorder
+
         from pbx_router.store.files import private_directory
 
-        private_directory(data_dir)  # call records and transcripts: the daemon's user only
-
-        recorder = CallRecorder(self._store_factory(cfg, data_dir), data_dir / "spool",
-                                max_spool_records=cfg.database.spool_max_records)
+        data_dir = Path(cfg.data_dir)
+        try:
+            private_directory(data_dir)  # call records and transcripts: the daemon's user only
+            recorder = CallRecorder(self._store_factory(cfg, data_dir), data_dir / "spool",
+                                    max_spool_records=cfg.database.spool_max_records)
+            probe = data_dir / "spool" / ".write-test"  # records must be able to reach the disk
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise StartupError(ExitCode.DATA_DIR, f"data directory {data_dir} cannot be written: "
+                                                  f"{exc.strerror or exc}") from exc
         self.recorder = recorder
+        self.admin = DaemonBackend(self)
+        self.admin_server = await self._start_admin(cfg)
+        if cfg.rules and cfg.speech.enabled:
+            check_rtp_range(cfg.media.rtp_host, cfg.media.rtp_port_min, cfg.media.rtp_port_max)
         self.ari = ari = AriClient(cfg.ari.url, cfg.ari.username, cfg.ari.password, cfg.ari.app,
                                    request_timeout=cfg.ari.request_timeout)
         await ari.start()
+        await self._check_ari(cfg, ari)
         try:
-            await self._run(cfg, ari, recorder)
-        finally:
-            await ari.close()
-            if self.speech is not None:
-                await self.speech.close()
-            await self.aclose()
-            log.info("daemon_stopped")
-
-    async def _run(self, cfg: Config, ari: AriClient, recorder: Any) -> None:
-        from pbx_router.store import CallRecord
-
+            self.brain = await self._build_brain(cfg)
+        except RulesError as exc:
+            more = f" (and {len(exc.errors) - 1} more)" if len(exc.errors) > 1 else ""
+            first = exc.errors[0] if exc.errors else str(exc)
+            raise StartupError(ExitCode.CONFIG, f"routing rules are not valid: {first}{more}") from exc
+        except SpeechError as exc:
+            raise StartupError(ExitCode.SPEECH, f"the speech recogniser ({cfg.speech.engine}) "
+                                                f"could not start: {exc}") from exc
         settings = FlowSettings(
             greeting=tuple(cfg.calls.greeting),
             greeting_timeout=cfg.calls.greeting_timeout,
@@ -256,8 +361,6 @@ class App:
             max_concurrent=cfg.calls.max_concurrent,
         )
         router = StaticRouter(route_from_target(cfg.calls.default_route, "default route (no rules configured)"))
-        self.admin = DaemonBackend(self)
-        self.brain = await self._build_brain(cfg)
         self.supervisor = supervisor = CallSupervisor(ari, router, settings, RecorderSink(recorder, CallRecord),
                                                       brain=self.brain)
         await self._build_services(cfg)
@@ -266,50 +369,85 @@ class App:
             ping_interval=cfg.ari.ping_interval,
             backoff=Backoff(cfg.ari.reconnect_min, cfg.ari.reconnect_max),
         )
-        loop = asyncio.get_running_loop()
-        if self.install_signals:
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(sig, self.request_stop)
-            loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
-        try:
-            async with asyncio.TaskGroup() as tg:
-                rec_task = tg.create_task(recorder.run(), name="call-recorder")
-                retention_task = tg.create_task(self._retention(cfg, recorder).run(), name="retention-purge")
-                stream_task = tg.create_task(stream.run(), name="ari-stream")
-                watch_task = None
-                if self.rules is not None:
-                    from pbx_router.rules.watch import watch_rules
+        return recorder, stream
 
-                    watch_task = tg.create_task(watch_rules(self.rules, cfg.rules), name="rules-watch")
-                service_tasks = [
-                    tg.create_task(svc.serve_forever(), name=f"service-{type(svc).__name__}")
-                    for svc in self.services if hasattr(svc, "serve_forever")
-                ]
-                admin_server = await self._start_admin(cfg)
-                restore_task = tg.create_task(self._restore_overrides(), name="overrides-restore")
-                self.started.set()
-                log.info("daemon_started", ari=cfg.ari.url, app=cfg.ari.app)
-                await self.stopping.wait()
-                log.info("daemon_stopping")
-                # Stage 1+2: refuse new calls, let in-flight ones finish routing (events still flow).
-                await supervisor.drain(cfg.shutdown.drain_timeout)
-                if admin_server is not None:
-                    await admin_server.stop()
-                # Stage 3: stop listening to Asterisk.
-                stream_task.cancel()
-                if watch_task is not None:
-                    watch_task.cancel()
-                for t in service_tasks:
-                    t.cancel()
-                # Retries for as long as the database is down: it must not keep the daemon alive.
-                restore_task.cancel()
-                retention_task.cancel()
-                # Stage 4: records are flushed (or spooled to disk) by the recorder on cancel.
-                rec_task.cancel()
-        finally:
-            if self.install_signals:
-                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-                    loop.remove_signal_handler(sig)
+    async def _check_ari(self, cfg: Config, ari: AriClient) -> None:
+        """Wrong credentials never fix themselves: refuse to start. An Asterisk that is not up
+        yet is normal (it may start after us, and its dialplan fallback takes calls meanwhile):
+        say so and go on; the events stream keeps trying."""
+        try:
+            async with asyncio.timeout(min(cfg.ari.request_timeout, ARI_CHECK_TIMEOUT_S)):
+                await ari.asterisk_info()
+        except AriAuthError as exc:
+            raise StartupError(ExitCode.ARI_AUTH, f"Asterisk at {cfg.ari.url} refused the ARI credentials "
+                                                  f"of user {cfg.ari.username!r} (HTTP {exc.status})") from exc
+        except (AriError, TimeoutError) as exc:
+            log.warning("ari_unreachable_at_start", url=cfg.ari.url, error=str(exc) or type(exc).__name__,
+                        note="starting anyway: the events stream keeps retrying")
+
+    async def _serve(self, cfg: Config, recorder: Any, stream: EventStream) -> None:
+        supervisor = self.supervisor
+        assert supervisor is not None
+        async with asyncio.TaskGroup() as tg:
+            rec_task = tg.create_task(recorder.run(), name="call-recorder")
+            retention_task = tg.create_task(self._retention(cfg, recorder).run(), name="retention-purge")
+            stream_task = tg.create_task(stream.run(), name="ari-stream")
+            watch_task = None
+            if self.rules is not None:
+                from pbx_router.rules.watch import watch_rules
+
+                watch_task = tg.create_task(watch_rules(self.rules, cfg.rules), name="rules-watch")
+            service_tasks = [
+                tg.create_task(svc.serve_forever(), name=f"service-{type(svc).__name__}")
+                for svc in self.services if hasattr(svc, "serve_forever")
+            ]
+            restore_task = tg.create_task(self._restore_overrides(), name="overrides-restore")
+            self.started.set()
+            log.info("daemon_started", ari=cfg.ari.url, app=cfg.ari.app)
+            await self.stopping.wait()
+            log.info("daemon_stopping", drain_timeout_s=cfg.shutdown.drain_timeout)
+            # Stage 1+2: refuse new calls, let in-flight ones finish routing (events still flow),
+            # then cancel the rest (they go to the fallback, which has its own bounded retries).
+            try:
+                async with asyncio.timeout(cfg.shutdown.drain_timeout + CALL_CANCEL_GRACE_S):
+                    await supervisor.drain(cfg.shutdown.drain_timeout)
+            except TimeoutError:
+                log.error("calls_cancel_overran", grace_s=CALL_CANCEL_GRACE_S, left=len(supervisor.tasks))
+            await self._bounded("admin_api", self._stop_admin(), ADMIN_STOP_TIMEOUT_S)
+            # Stage 3: stop listening to Asterisk.
+            stream_task.cancel()
+            if watch_task is not None:
+                watch_task.cancel()
+            for t in service_tasks:
+                t.cancel()
+            # Retries for as long as the database is down: it must not keep the daemon alive.
+            restore_task.cancel()
+            retention_task.cancel()
+            # Stage 4: records are flushed (or spooled to disk) by the recorder on cancel.
+            rec_task.cancel()
+
+    async def _close(self) -> None:
+        """Release what start-up or serving acquired. Each step is bounded: stopping must not
+        hang on a dead Asterisk, a stuck recogniser or an unreachable database."""
+        await self._bounded("admin_api", self._stop_admin(), ADMIN_STOP_TIMEOUT_S)
+        steps = []
+        if self.ari is not None:
+            steps.append(self._bounded("ari", self.ari.close(), CLOSE_TIMEOUT_S))
+        if self.speech is not None:
+            steps.append(self._bounded("speech", self.speech.close(), CLOSE_TIMEOUT_S))
+        steps.append(self._bounded("store", self.aclose(), CLOSE_TIMEOUT_S))
+        await asyncio.gather(*steps)
+
+    @staticmethod
+    async def _bounded(step: str, work: Awaitable[Any], timeout: float) -> None:
+        """One shutdown step: given ``timeout`` seconds, logged (never raised) if it fails."""
+        try:
+            async with asyncio.timeout(timeout):
+                await work
+        except TimeoutError:
+            log.warning("shutdown_step_timeout", step=step, timeout_s=timeout)
+        except Exception as exc:  # noqa: BLE001 - the next steps must still run
+            log.warning("shutdown_step_failed", step=step, error=type(exc).__name__)
 
     def _retention(self, cfg: Config, recorder: Any) -> RetentionJob:
         from pbx_router.store.retention import RetentionJob
@@ -345,12 +483,28 @@ class App:
         if not cfg.admin.enabled:
             return None
         from pbx_router.admin import AdminServer
+        from pbx_router.admin.errors import AdminConfigError
 
-        server = AdminServer(self.admin, host=cfg.admin.host, port=cfg.admin.port, token=cfg.admin.token)
-        await server.start()
+        where = f"{cfg.admin.host}:{cfg.admin.port}"
+        try:
+            server = AdminServer(self.admin, host=cfg.admin.host, port=cfg.admin.port, token=cfg.admin.token)
+            await server.start()
+        except AdminConfigError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, OSError) and cause.errno == errno.EADDRINUSE:
+                raise StartupError(ExitCode.LISTEN, f"admin API port {where} is already in use") from exc
+            if isinstance(cause, OSError):
+                raise StartupError(ExitCode.LISTEN, f"cannot listen on admin API {where}: "
+                                                    f"{cause.strerror or cause}") from exc
+            raise StartupError(ExitCode.CONFIG, str(exc)) from exc
         self.admin_url = server.url
         log.info("admin_api_listening", url=server.url)
         return server
+
+    async def _stop_admin(self) -> None:
+        server, self.admin_server = self.admin_server, None
+        if server is not None:
+            await server.stop()
 
     async def _restore_overrides(self) -> None:
         """Staff overrides still in force survive a restart (read once the database is up)."""
@@ -369,7 +523,7 @@ class App:
     async def aclose(self) -> None:
         if self.store is not None:
             with contextlib.suppress(Exception):
-                await self.store.close()
+                await self.store.close(timeout=CLOSE_TIMEOUT_S - 1)
             self.store = None
 
     def _on_sighup(self) -> None:
@@ -409,8 +563,8 @@ class App:
                 engine=cfg.speech.engine, model_path=cfg.speech.model_path, workers=cfg.speech.workers,
                 server_url=cfg.speech.server_url, expected_sessions=cfg.speech.expected_sessions,
             )
+            self.speech = speech  # before start: a start interrupted by SIGTERM is closed too
             await speech.start()
-            self.speech = speech
             ports = PortPool(cfg.media.rtp_port_min, cfg.media.rtp_port_max)
         endpointer = EndpointerConfig(
             end_silence_ms=cfg.speech.end_silence_ms, max_utterance_ms=cfg.speech.max_utterance_ms,

@@ -206,8 +206,9 @@ async def build(app: Any) -> BookingService | None:
 
     async def close() -> None:
         for p in own:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(p.close(), 5)
+            with contextlib.suppress(Exception):  # TimeoutError included; a cancel propagates
+                async with asyncio.timeout(5):
+                    await p.close()
 
     country = str(getattr(app.config, "country_code", "1") or "1")
     return BookingService(pool, clock=lambda: app.brain.clock(), close=close, country_code=country)

@@ -56,7 +56,10 @@ class ProcessStream:
             self._finish_sent = True
             await self._worker.send(Op.FINISH, self._id)
         try:
-            return await asyncio.wait_for(asyncio.shield(self._final), timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for returns a result that lands as the
+            # call is cancelled, swallowing the cancel (a call that outlives the shutdown).
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(self._final)
         except TimeoutError:
             # The worker is stuck (or far behind): replace it; everyone on it falls back.
             self._worker.kill("stuck")
@@ -109,9 +112,9 @@ class _Worker:
         try:
             self._proc.stdin.write(encode(Op.CONFIG, 0, self._factory_json.encode()))
             await self._proc.stdin.drain()
-            length, op, _ = decode_header(
-                await asyncio.wait_for(self._proc.stdout.readexactly(HEADER.size), timeout))
-            payload = await asyncio.wait_for(self._proc.stdout.readexactly(length), timeout)
+            async with asyncio.timeout(timeout):
+                length, op, _ = decode_header(await self._proc.stdout.readexactly(HEADER.size))
+                payload = await self._proc.stdout.readexactly(length)
             if op is not Op.READY:
                 raise EngineUnavailable(f"worker said {op.name} instead of READY")
             json.loads(payload)
@@ -119,6 +122,9 @@ class _Worker:
             self._proc.kill()
             await self._proc.wait()
             raise EngineUnavailable(f"speech worker failed to start: {exc!r}") from None
+        except BaseException:
+            self._proc.kill()  # start abandoned (shutdown during start-up): no orphan worker
+            raise
         self.alive = True
         self._reader = asyncio.create_task(self._read_loop(), name=f"speech-worker-{self.pid}")
 
@@ -141,14 +147,15 @@ class _Worker:
         if self._proc is not None and self._proc.stdin is not None:
             self._proc.stdin.close()  # EOF: the worker exits on its own
             try:
-                await asyncio.wait_for(self._proc.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._proc.wait()
             except TimeoutError:
                 self._proc.kill()
                 await self._proc.wait()
         if self._reader is not None:
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reader
+            # gather, not suppress(CancelledError): our own cancellation must still propagate.
+            await asyncio.gather(self._reader, return_exceptions=True)
 
     async def _read_loop(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None

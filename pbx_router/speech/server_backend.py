@@ -10,7 +10,6 @@ answer to EOF is recognised by counting.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 
 import aiohttp
@@ -67,15 +66,16 @@ class ServerStream:
             except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
                 raise WorkerLost(f"vosk-server connection lost: {exc!r}") from None
         try:
-            return await asyncio.wait_for(asyncio.shield(self._final), timeout)
+            async with asyncio.timeout(timeout):  # not wait_for: it can swallow a cancel (3.11)
+                return await asyncio.shield(self._final)
         except TimeoutError:
             self._backend.restarts += 1
             raise RecognitionTimeout(f"vosk-server gave no final result within {timeout:.1f}s") from None
 
     async def close(self) -> None:
         self._reader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._reader
+        # gather, not suppress(CancelledError): our own cancellation must still propagate.
+        await asyncio.gather(self._reader, return_exceptions=True)
         await self._ws.close()
         self._fail(PoolClosed("session closed"))
         self._backend.busy -= 1

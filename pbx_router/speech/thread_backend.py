@@ -16,7 +16,6 @@ RecognitionTimeout) and the executor is replaced so later calls get fresh thread
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -189,8 +188,8 @@ class ThreadBackend:
     async def close(self) -> None:
         if self._spare is not None:
             self._spare.cancel()
-            with contextlib.suppress(asyncio.CancelledError, SpeechError):
-                await self._spare
+            # gather, not suppress(CancelledError): our own cancellation must still propagate.
+            await asyncio.gather(self._spare, return_exceptions=True)
         executor, self._executor = self._executor, None
         self._free.clear()
         if executor is not None:

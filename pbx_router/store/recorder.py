@@ -90,6 +90,7 @@ class CallRecorder:
         # (segment, records already written) so a retry after an outage mid-segment resumes.
         self._replay_progress: tuple[Path, int] | None = None
         self._last_stamp_us = 0
+        self._outages = 0  # failed connect attempts since the last good connection
         if self.spool.pending == 0:
             self._idle.set()
 
@@ -183,11 +184,21 @@ class CallRecorder:
         self._drop_connection()
 
     async def _open_connection(self) -> None:
+        # asyncio.timeout, not wait_for: on Python 3.11 a cancel that arrives as the connect
+        # attempt fails is swallowed by wait_for, and this loop would outlive its TaskGroup.
         try:
-            self._conn = await asyncio.wait_for(self._connect(), self.write_timeout)
+            async with asyncio.timeout(self.write_timeout):
+                self._conn = await self._connect()
         except (*CONNECTION_ERRORS, asyncpg.PostgresError) as exc:
-            log.warning("recorder_db_unavailable", error=type(exc).__name__)
+            self._outages += 1
+            # The first failure of an outage says what and why; later ones count attempts.
+            log.warning("recorder_db_unavailable", error=type(exc).__name__, detail=str(exc)[:300],
+                        attempt=self._outages, records_waiting=self.stats.pending,
+                        note="calls are answered; records wait in the spool until the database is back")
             raise _Unavailable from exc
+        if self._outages:
+            log.info("recorder_db_back", failed_attempts=self._outages)
+        self._outages = 0
         log.info("recorder_connected", pending=self.stats.pending)
 
     def _drop_connection(self) -> None:

@@ -153,12 +153,14 @@ async def _database_outage(pbx: AsteriskEmulator, start_daemon: DaemonFactory, p
         await pg.stop()
 
 
-@pytest.mark.parametrize("reason", ["wrong password"])
-async def test_wrong_ari_credentials_never_ready_and_never_crash(
-    pbx: AsteriskEmulator, database_url: str, tmp_path: Path, reason: str
+async def test_wrong_ari_credentials_are_a_startup_failure(
+    pbx: AsteriskEmulator, database_url: str, tmp_path: Path
 ) -> None:
+    """Wrong credentials never fix themselves: App.run refuses to start (exit code 5 from
+    ``pbx-router run``, see test_daemon_startup.py) instead of retrying for ever."""
     from pbx_router.app import App
     from pbx_router.config import parse_config
+    from pbx_router.startup import ExitCode, StartupError
 
     cfg = parse_config(
         f'ari: {{url: "{pbx.base_url}", password: a-wrong-ari-password-0123, reconnect_min: 0.05, reconnect_max: 0.2}}\n'
@@ -166,9 +168,7 @@ async def test_wrong_ari_credentials_never_ready_and_never_crash(
         env={},
     )
     app = App(cfg, install_signals=False)
-    task = asyncio.create_task(app.run())
-    await eventually(lambda: app.stream is not None and app.stream.stats.disconnects + 0 >= 0
-                     and app.stream.backoff._attempt >= 3, what="several refused attempts")
-    assert not task.done() and not app.stream.ready.is_set()
-    app.request_stop()
-    await asyncio.wait_for(task, 30)
+    with pytest.raises(StartupError) as refused:
+        await asyncio.wait_for(app.run(), 30)
+    assert refused.value.exit_code == ExitCode.ARI_AUTH
+    assert app.stream is None and not pbx.ws_connected

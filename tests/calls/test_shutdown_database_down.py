@@ -18,7 +18,7 @@ def closed_port() -> int:
 
 async def test_sigterm_stops_the_daemon_while_the_database_is_unreachable(pbx: AsteriskEmulator,
                                                                          start_daemon: Any) -> None:
-    daemon = await start_daemon(db_url=f"postgresql://nobody:x@127.0.0.1:{closed_port()}/clinic")
+    daemon = await start_daemon(db_url=f"postgresql://nobody:not-the-password-0123@127.0.0.1:{closed_port()}/clinic")
     call = await pbx.place_call(caller_number="+15551239001", dialled="100")
     await call.wait_for(lambda c: c.fate == "continued", timeout=10)  # calls flow without a database
     daemon.app.request_stop()
