@@ -554,7 +554,8 @@ class App:
         from pbx_router.media.vad import EndpointerConfig
         from pbx_router.rules import RulesHolder
 
-        self.rules = RulesHolder(cfg.rules)
+        # Loading trains the intent classifier (or reads it from the cache): off the loop.
+        self.rules = await asyncio.to_thread(RulesHolder, cfg.rules)
         speech = ports = None
         if cfg.speech.enabled:
             from pbx_router.speech import EnginePool

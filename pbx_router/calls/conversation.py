@@ -39,6 +39,10 @@ class Heard:
     confidence: float = 0.0
     digits: str = ""
     source: str = "speech"  # speech | keypad | no_input | error
+    # The recogniser's other hypotheses and per-word confidences: the emergency screen reads them
+    # so that a red flag heard with low confidence still reaches a person.
+    alternatives: tuple[str, ...] = ()
+    word_confidences: tuple[float, ...] = ()
 
 
 @dataclass
@@ -104,7 +108,11 @@ class Conversation:
                     # The recogniser failed for this utterance: go on with the keypad.
                     attempt = max(attempt, 2)
                 match = (
-                    ruleset.matcher.match_digits(heard.digits) if heard.digits else ruleset.matcher.match(heard.text)
+                    ruleset.matcher.match_digits(heard.digits)
+                    if heard.digits
+                    else ruleset.matcher.match(
+                        heard.text, heard.alternatives, heard.word_confidences or None
+                    )
                 )
                 now = self.brain.clock()
                 decision = decide(
@@ -203,7 +211,10 @@ class Conversation:
                             self.log.info("barge_in")
                     elif e.kind == "final" and e.transcript is not None:
                         self.log.debug("heard", transcript=e.transcript.text, confidence=e.transcript.confidence)
-                        return Heard(text=e.transcript.text, confidence=e.transcript.confidence, source="speech")
+                        t = e.transcript
+                        return Heard(text=t.text, confidence=t.confidence, source="speech",
+                                     alternatives=tuple(t.alternatives),
+                                     word_confidences=tuple(w.confidence for w in t.words))
                     elif e.kind == "no_input" and not playing:
                         return Heard(source="no_input")
                     elif e.kind == "error":

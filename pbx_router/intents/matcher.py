@@ -6,30 +6,44 @@ Evidence per intent comes from three places, each scored 0..1:
   * example phrases: how much of an example's content words the caller said (fuzzily),
     per un-negated stretch of speech;
   * admin regexes over the normalised text.
-They combine like independent probabilities (1 - prod(1 - e)). Simple negation ("I don't need
-a refill") turns a keyword hit into counter-evidence, and a correction ("... I mean the nurse")
-discounts what came before it.
+  * meaning: a classifier over a sentence embedding and lemmas (``semantic.py``), trained from the
+    built-in base corpus of the standard intents plus the clinic's examples, so unseen phrasings,
+    medicine names and descriptions of situations still reach the right intent;
+  * the emergency screen (``screen.py``): built-in clinical red flags, found by meaning with
+    NegEx-style negation, on the transcript and the recogniser's alternatives. A red flag makes
+    the call an emergency whatever the intent lists say; the clinic cannot switch it off.
+Lexical evidence combines like independent probabilities (1 - prod(1 - e)). Simple negation
+("I don't need a refill") turns a keyword hit into counter-evidence, and a correction ("... I mean
+the nurse") discounts what came before it; the classifier sees only the affirmed words.
 
 Confidence is the intent's evidence shrunk by how much the other intents compete for the same
 words, so one clear request scores high, a mixed or vague one scores low, and a random sentence
-(no evidence) scores ~0. Safety first: an emergency intent with any real evidence is ranked
-first and is never negated, whatever else was said.
+(no evidence) scores ~0. Safety first: a red flag, or an emergency intent with real evidence, is
+ranked first whatever else was said. Two requests in one turn ("a refill and an appointment") are
+both listed in ``MatchResult.requests``; the rules decide which is served first.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rapidfuzz.distance import Levenshtein
 from rapidfuzz.process import cdist
 
 from pbx_router.intents.normalize import STOPWORDS, fold, fold_phrase, normalize
+from pbx_router.log import get_logger
 from pbx_router.intents.spec import MAX_KEYWORD_WORDS, IntentSpec
+
+if TYPE_CHECKING:
+    from pbx_router.intents.screen import EmergencyScreen, ScreenResult
+    from pbx_router.intents.semantic import SemanticModel, SemanticResult
+
+log = get_logger(__name__)
 
 DEFAULT_FLOOR = 0.5
 MAX_NGRAM = MAX_KEYWORD_WORDS
@@ -40,6 +54,23 @@ EMERGENCY_EVIDENCE = 0.45
 URGENT_EVIDENCE = 0.5
 # Weight kept by a request the caller corrected ("refill, I mean the nurse").
 RETRACTED_WEIGHT = 0.35
+# How much the clinic's keyword/example evidence counts next to the classifier.
+LEXICAL_SHARE = 0.6
+# Classifier evidence below this is not listed.
+SEMANTIC_MIN = 0.05
+# Share of the words after a correction in the classifier's view of the turn.
+CORRECTION_SHARE = 0.7
+# Classifier probability an emergency intent needs, without a red flag or a keyword, to be ranked
+# first. Recall for emergencies is the screen's job; this catches what it has no words for.
+SEMANTIC_EMERGENCY = 0.9
+# With the screen run and silent, an emergency keyword needs this much classifier agreement...
+EMERGENCY_AGREE = 0.5
+# ... or it counts for this share of its usual weight (it may still win as an ordinary intent).
+UNSCREENED_KEYWORD_SHARE = 0.3
+# A clause counts as a request of its own when the classifier is this sure of it.
+CLAUSE_MIN = 0.55
+_CORRECTION_WORDS = frozenset({"mean", "meant", "wait", "actually", "sorry", "scratch", "that", "rather", "no"})
+_REQUEST_BOUNDARIES = frozenset({"and", "also", "plus", "then", "but", "another", "second", "secondly"})
 
 # "not" negates a request only when it reads like one ("do not need", "not the pharmacy");
 # "not feeling well", "will not be able to come" describe the caller instead.
@@ -62,6 +93,10 @@ _NOT_TRIGGERS = frozenset(
         "asking",
         "trying",
         "regarding",
+        # "I don't have chest pain", "she's not having any trouble breathing"
+        "have",
+        "having",
+        "got",
     ]
 )
 _DETERMINERS = frozenset({"the", "a", "an", "my", "your"})
@@ -138,6 +173,12 @@ class MatchResult:
     intents: tuple[IntentScore, ...]
     floor: float = DEFAULT_FLOOR
     source: str = "speech"  # "speech" | "keypad" | "empty"
+    # Clinical red flags the emergency screen found (flag, label, words, score, source, route).
+    red_flags: tuple[dict[str, Any], ...] = ()
+    # Red-flag words the caller denied or spoke of as past ("no chest pain"), for the trace.
+    denied: tuple[str, ...] = ()
+    # Separate requests in this turn, in the order the caller made them (at most two).
+    requests: tuple[str, ...] = ()
 
     @property
     def top(self) -> IntentScore | None:
@@ -168,8 +209,12 @@ class MatchResult:
     def evidence(self) -> tuple[str, ...]:
         return self.intents[0].evidence if self.intents else ()
 
+    @property
+    def red_flagged(self) -> bool:
+        return bool(self.red_flags)
+
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "source": self.source,
             "intent": self.intent,
             "confidence": round(self.confidence, 3),
@@ -177,6 +222,13 @@ class MatchResult:
             "urgency": self.urgency,
             "intents": [s.to_dict() for s in self.intents],
         }
+        if self.red_flags:
+            out["red_flags"] = [dict(f) for f in self.red_flags]
+        if self.denied:
+            out["denied"] = list(self.denied)
+        if len(self.requests) > 1:
+            out["requests"] = list(self.requests)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +247,8 @@ class _Evidence:
     negative: float = 0.0
     notes: list[str] = field(default_factory=list)
     position: int = 1 << 30
+    semantic: float = 0.0  # classifier probability (0 when the classifier is off)
+    red_flag: float = 0.0  # strongest red-flag finding routed to this intent
     # Caller words this intent's keywords claimed; intents claiming the same words compete,
     # intents with separate words are separate requests ("a refill and an appointment").
     tokens: set[int] = field(default_factory=set)
@@ -261,13 +315,31 @@ def _flags(tokens: list[str]) -> tuple[list[bool], int]:
 class IntentMatcher:
     """Built once per rules version from its intents; ``match`` is pure and thread-safe."""
 
-    def __init__(self, source: Any, floor: float | None = None) -> None:
+    def __init__(
+        self,
+        source: Any,
+        floor: float | None = None,
+        *,
+        semantic: SemanticModel | None = None,
+        screen: EmergencyScreen | None = None,
+    ) -> None:
         intents: Mapping[str, IntentSpec] = getattr(source, "intents", source)
         if floor is None:
             settings = getattr(source, "settings", None)
             floor = getattr(settings, "confidence_floor", DEFAULT_FLOOR)
         self.floor: float = float(floor if floor is not None else DEFAULT_FLOOR)
         self.specs: dict[str, IntentSpec] = dict(intents)
+        self.semantic = semantic
+        if screen is None:
+            # The screen is not optional: without a clinic's additions it runs with the built-in
+            # red flags.
+            from pbx_router.intents.screen import EmergencyScreen
+
+            screen = EmergencyScreen()
+        self.screen: EmergencyScreen = screen
+        self._emergency_intent = next(
+            (n for n, sp in self.specs.items() if sp.urgency == "emergency"), "emergency"
+        )
         self._keywords: list[_Keyword] = []
         for name, spec in self.specs.items():
             for phrase, weight in spec.keywords.items():
@@ -314,12 +386,22 @@ class IntentMatcher:
 
     # -- public -----------------------------------------------------------------------------
 
-    def match(self, text: str) -> MatchResult:
-        """Rank every intent with any evidence in ``text``; never raises on any string."""
+    def match(
+        self,
+        text: str,
+        alternatives: Sequence[str] = (),
+        word_confidences: Sequence[float] | None = None,
+    ) -> MatchResult:
+        """Rank every intent with any evidence in ``text``; never raises on any string.
+
+        ``alternatives`` are the recogniser's other hypotheses (n-best) and ``word_confidences``
+        its per-word posteriors: the emergency screen looks at them too, so a red flag heard
+        badly still reaches a person."""
         # A caller's turn is a sentence or two; bound the work for a runaway transcript.
         tokens = normalize(text or "")[:MAX_TOKENS]
         normalized = " ".join(tokens)
-        if not tokens:
+        screened = self._screen(text or "", alternatives, word_confidences)
+        if not tokens and not (screened is not None and screened.flagged):
             return MatchResult(text or "", "", (), self.floor, "empty")
         negated, correction_at = _flags(tokens)
         evidence: dict[str, _Evidence] = {}
@@ -336,7 +418,20 @@ class IntentMatcher:
                 e.positive.append(0.9)
                 e.notes.append(f"regex {rx.pattern!r} matched {hit.group(0)!r}")
                 e.position = min(e.position, normalized[: hit.start()].count(" "))
-        return MatchResult(text, normalized, self._rank(evidence), self.floor, "speech")
+        self._semantic_evidence(tokens, negated, correction_at, ev)
+        red_flags = self._red_flag_evidence(screened, ev)
+        ranked = self._rank(evidence, screened is not None)
+        requests = self._requests(tokens, negated, correction_at, ranked)
+        return MatchResult(
+            text,
+            normalized,
+            ranked,
+            self.floor,
+            "speech",
+            red_flags=red_flags,
+            denied=tuple(screened.denied) if screened is not None else (),
+            requests=requests,
+        )
 
     def match_digits(self, digits: str) -> MatchResult:
         """A keypad press selects the intent bound to that key, with full confidence."""
@@ -381,7 +476,9 @@ class IntentMatcher:
             sim = float(scores[row, col])
             start, n = spans[col]
             kw = self._keywords[row]
-            is_neg = negated[start] and self.specs[kw.intent].urgency != "emergency"
+            # Emergency keywords are negated too ("no chest pain, just my refill"): recall for
+            # emergencies is the screen's job, and it scopes negation the NegEx way.
+            is_neg = negated[start]
             prev = best.get(row)
             # Prefer a positive mention over a negated one, then the better similarity.
             if (
@@ -498,13 +595,146 @@ class IntentMatcher:
                 e.position = min(e.position, start)
             e.notes.append(f"like example {phrase!r} ({coverage:.2f})")
 
+    def _screen(
+        self, text: str, alternatives: Sequence[str], word_confidences: Sequence[float] | None
+    ) -> ScreenResult | None:
+        try:
+            return self.screen.screen(text, alternatives, word_confidences)
+        except Exception:  # noqa: BLE001 - a screen bug must not cost the caller the call
+            # Never silent: a caller we could not screen is treated as unscreened, and the
+            # lexical and semantic emergency evidence still applies.
+            log.error("emergency_screen_failed")
+            return None
+
+    def _semantic_evidence(
+        self, tokens: list[str], negated: list[bool], correction_at: int, ev: Any
+    ) -> None:
+        """Classifier probabilities over the affirmed words (negated stretches removed); after a
+        correction ("refill, no wait, the nurse") the words after it weigh most."""
+        model = self.semantic
+        if model is None:
+            return
+        affirmed = [t for t, neg in zip(tokens, negated) if not neg]
+        if not any(t not in STOPWORDS for t in affirmed):
+            return
+        result = model.score(affirmed)
+        probs = {sc.intent: sc.probability for sc in result.scores}
+        if correction_at > 0:
+            after = [t for t, neg in zip(tokens[correction_at:], negated[correction_at:]) if not neg]
+            if sum(t not in STOPWORDS and t not in _CORRECTION_WORDS for t in after) >= 1:
+                late = model.score(after, nearest=False)
+                for sc in late.scores:
+                    probs[sc.intent] = (1.0 - CORRECTION_SHARE) * probs.get(sc.intent, 0.0) + (
+                        CORRECTION_SHARE * sc.probability
+                    )
+        nearest = {sc.intent: (sc.nearest, sc.similarity) for sc in result.scores}
+        for intent, prob in probs.items():
+            if prob < SEMANTIC_MIN or intent not in self.specs:
+                continue
+            e = ev(intent)
+            e.semantic = prob
+            near, sim = nearest.get(intent, ("", 0.0))
+            e.notes.append(
+                f"classifier {prob:.2f}" + (f", nearest {near!r} ({sim:.2f})" if near else "")
+            )
+
+    def _red_flag_evidence(self, screened: ScreenResult | None, ev: Any) -> tuple[dict[str, Any], ...]:
+        if screened is None or not screened.flagged:
+            return ()
+        out: list[dict[str, Any]] = []
+        for f in screened.findings:
+            route = f.route if f.route and self._is_emergency_intent(f.route) else None
+            if route is None:
+                default = "mental_health_crisis" if f.category == "crisis" else "emergency"
+                route = default if self._is_emergency_intent(default) else self._emergency_intent
+            e = ev(route)
+            e.red_flag = max(e.red_flag, max(f.score, 0.01))
+            where = "" if f.source in ("", "transcript") else f" ({f.source})"
+            e.notes.insert(0, f"red flag: {f.label}: {' '.join(f.words)!r}{where}")
+            e.position = min(e.position, f.start)
+            out.append(
+                {
+                    "flag": f.flag,
+                    "label": f.label,
+                    "category": f.category,
+                    "words": list(f.words),
+                    "score": round(float(f.score), 3),
+                    "source": f.source,
+                    "route": route,
+                }
+            )
+        return tuple(out)
+
+    def _backed(self, name: str) -> bool:
+        return self.semantic is not None and self.semantic.has_base(name)
+
+    def _is_emergency_intent(self, name: str) -> bool:
+        spec = self.specs.get(name)
+        return spec is not None and spec.urgency == "emergency"
+
+    def _urgency(self, name: str) -> str:
+        spec = self.specs.get(name)
+        # A red flag routed to an intent the file does not define is still an emergency.
+        return spec.urgency if spec is not None else "emergency"
+
+    def _requests(
+        self,
+        tokens: list[str],
+        negated: list[bool],
+        correction_at: int,
+        ranked: tuple[IntentScore, ...],
+    ) -> tuple[str, ...]:
+        """The separate requests of this turn in the order they were made (at most two)."""
+        if not ranked or ranked[0].confidence < self.floor:
+            return ()
+        top = ranked[0].intent
+        found: list[tuple[int, str]] = []
+        model = self.semantic
+        start = correction_at if correction_at > 0 else 0
+        if model is not None:
+            clause: list[str] = []
+            clause_start = start
+            for i in range(start, len(tokens) + 1):
+                tok = tokens[i] if i < len(tokens) else None
+                if tok is None or tok in _REQUEST_BOUNDARIES:
+                    content = [t for t in clause if t not in STOPWORDS]
+                    if len(content) >= 2:
+                        result = model.score(clause, nearest=False)
+                        if result.scores and result.scores[0].probability >= CLAUSE_MIN:
+                            found.append((clause_start, result.scores[0].intent))
+                    clause, clause_start = [], i + 1
+                    continue
+                if not negated[i]:
+                    clause.append(tok)
+        confident = {s.intent for s in ranked if s.confidence >= self.floor}
+        ordered: list[str] = []
+        for _, intent in sorted(found):
+            if intent in confident and intent not in ordered:
+                ordered.append(intent)
+        if len(ordered) < 2:
+            if correction_at > 0:
+                return (top,)  # what came before a correction was taken back, not a request
+            # Lexical route: two intents each above the floor on separate words.
+            second = ranked[1] if len(ranked) > 1 else None
+            if second is not None and second.confidence >= self.floor:
+                pair = sorted([ranked[0], second], key=lambda s: s.position)
+                return tuple(s.intent for s in pair)
+            return (top,)
+        if top not in ordered[:2] and self._urgency(top) == "emergency":
+            return (top, ordered[0])
+        return tuple(ordered[:2])
+
     @staticmethod
     def _seg_factors(segments: list[tuple[list[str], float, int]]) -> Any:
         return np.array([seg[1] for seg in segments], dtype=np.float32)
 
     # -- ranking ----------------------------------------------------------------------------
 
-    def _rank(self, evidence: dict[str, _Evidence]) -> tuple[IntentScore, ...]:
+    def _rank(self, evidence: dict[str, _Evidence], screened: bool = False) -> tuple[IntentScore, ...]:
+        """``screened``: the emergency screen ran. It then owns recall for emergencies, and the
+        clinic's emergency keywords alone ("seizure", "stroke") no longer make a call an
+        emergency: past events and topics ("my seizure medication", "after my stroke last year")
+        are what the screen tells apart, so a keyword needs the classifier to agree."""
         raw: dict[str, float] = {}
         for name, e in evidence.items():
             remaining = 1.0
@@ -514,31 +744,52 @@ class IntentMatcher:
             if score > 0.01:
                 raw[name] = score
         scored: list[tuple[tuple[int, float, int], IntentScore]] = []
-        for name, score in raw.items():
-            mine = evidence[name].tokens
-            competition = 0.0
-            for other, other_score in raw.items():
-                if other == name:
-                    continue
-                theirs = evidence[other].tokens
-                overlap = len(mine & theirs) / len(mine) if mine and theirs else 1.0
-                competition += other_score * (0.15 + 0.6 * overlap)
-            confidence = score * score / (score + competition)
-            urgency = self.specs[name].urgency
+        for name, e in evidence.items():
+            score = raw.get(name, 0.0)
+            lexical = 0.0
+            if score > 0.0:
+                mine = e.tokens
+                competition = 0.0
+                for other, other_score in raw.items():
+                    if other == name:
+                        continue
+                    theirs = evidence[other].tokens
+                    overlap = len(mine & theirs) / len(mine) if mine and theirs else 1.0
+                    competition += other_score * (0.15 + 0.6 * overlap)
+                lexical = score * score / (score + competition)
+            semantic = e.semantic * (1.0 - 0.5 * e.negative)
+            urgency = self._urgency(name)
+            # The classifier generalises; the clinic's keywords are precise but brittle (a
+            # keyword heard in another request's sentence), so they count at LEXICAL_SHARE.
+            # Where the built-in corpus backs an intent the clinic's words are one voice among
+            # several; for the clinic's own intents they are all there is, and count fully.
+            share = LEXICAL_SHARE if self._backed(name) else 1.0
+            keyword_emergency = score >= min(EMERGENCY_EVIDENCE, self.floor)
+            if urgency == "emergency" and screened and e.red_flag <= 0.0:
+                keyword_emergency = keyword_emergency and semantic >= EMERGENCY_AGREE
+                if not keyword_emergency:
+                    share *= UNSCREENED_KEYWORD_SHARE
+            confidence = 1.0 - (1.0 - share * lexical) * (1.0 - semantic)
+            strength = max(score, semantic)
+            if strength <= 0.01 and e.red_flag <= 0.0:
+                continue
             boost = 0
-            if urgency == "emergency" and score >= min(EMERGENCY_EVIDENCE, self.floor):
+            if e.red_flag > 0.0:
+                boost = 3
+                confidence = max(confidence, e.red_flag, self.floor)
+            elif urgency == "emergency" and (keyword_emergency or semantic >= SEMANTIC_EMERGENCY):
                 boost = 2
-                confidence = max(confidence, score, self.floor)
-            elif urgency == "urgent" and score >= URGENT_EVIDENCE:
+                confidence = max(confidence, strength, self.floor)
+
+            elif urgency == "urgent" and (score >= URGENT_EVIDENCE or semantic >= URGENT_EVIDENCE):
                 boost = 1
                 confidence = max(
-                    confidence, min(score, 0.95) if score >= self.floor else confidence
+                    confidence, min(strength, 0.95) if strength >= self.floor else confidence
                 )
-            e = evidence[name]
             item = IntentScore(
                 name,
                 round(min(confidence, 1.0), 4),
-                round(score, 4),
+                round(strength, 4),
                 urgency,
                 tuple(e.notes),
                 e.position if e.position < (1 << 30) else 0,

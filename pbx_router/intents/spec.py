@@ -71,6 +71,12 @@ class IntentSpec(BaseModel):
         description="Keypad key that selects this intent.",
     )
     urgency: Urgency = "routine"
+    base: str | None = Field(
+        default=None,
+        description="The built-in intent whose training sentences back this one (default: the"
+        " intent's own name when it is a standard one, e.g. prescription_refill). Lets a clinic"
+        " rename an intent and keep the built-in understanding.",
+    )
 
     @field_validator("keywords")
     @classmethod

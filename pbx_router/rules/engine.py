@@ -9,6 +9,7 @@ After the choice, two things may change it, both recorded in ``Decision.notes``:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import fnmatch
 from collections.abc import Callable, Sequence
@@ -84,7 +85,7 @@ class _Ctx:
         "urgency",
     )
 
-    def __init__(self, rs: RuleSet, facts: CallFacts) -> None:
+    def __init__(self, rs: RuleSet, facts: CallFacts, request: str | None = None) -> None:
         self.facts = facts
         self.tz: ZoneInfo = rs.timezone
         now = (
@@ -97,6 +98,11 @@ class _Ctx:
         self.intent = match.intent if match else None
         self.confidence = match.confidence if match else 0.0
         self.urgency = match.urgency if (match and self.understood) else "routine"
+        if request is not None and match is not None:
+            # One of two requests in the turn, decided as if it had been the only one.
+            score = next((s for s in match.intents if s.intent == request), None)
+            if score is not None:
+                self.intent, self.confidence, self.urgency = request, score.confidence, score.urgency
         self.calendars = rs.calendars
         self.overrides: list[Override] = [
             o
@@ -472,7 +478,37 @@ def decide(rs: RuleSet, facts: CallFacts) -> Decision:
 
 
 def _decide(rs: RuleSet, facts: CallFacts) -> Decision:
-    ctx = _Ctx(rs, facts)
+    match = facts.match if isinstance(facts.match, MatchResult) else None
+    if (
+        match is not None
+        and match.understood
+        and len(match.requests) > 1
+        and match.urgency != "emergency"
+    ):
+        return _decide_requests(rs, facts, match)
+    return _decide_one(rs, facts, _Ctx(rs, facts))
+
+
+def _decide_requests(rs: RuleSet, facts: CallFacts, match: MatchResult) -> Decision:
+    """Two requests in one turn: the rules decide which is served first. Each is decided as if
+    alone; the one whose deciding rule comes first in the file wins (file order is the admin's
+    priority), and the decision says what the other request was."""
+    index = {rule.name: rule.index for rule in rs.rules}
+    options = [
+        (index.get(d.rule, len(rs.rules)), pos, d)
+        for pos, d in enumerate(_decide_one(rs, facts, _Ctx(rs, facts, r)) for r in match.requests)
+    ]
+    options.sort(key=lambda o: (o[0], o[1]))
+    chosen = options[0][2]
+    others = [d.intent for _, _, d in options[1:] if d.intent]
+    note = (
+        f"two requests ({', '.join(match.requests)}): rule '{chosen.rule}' comes first in the file;"
+        f" also asked for {', '.join(others)}"
+    )
+    return dataclasses.replace(chosen, notes=(*chosen.notes, note))
+
+
+def _decide_one(rs: RuleSet, facts: CallFacts, ctx: _Ctx) -> Decision:
     key = ctx.intent if ctx.understood else None
     candidates = rs.by_intent.get(key, rs.by_intent[None])
     evaluated: list[tuple[int, tuple[tuple[Any, bool], ...], bool]] = []

@@ -48,6 +48,9 @@ class RulesHolder:
         self._current: RuleSet = (
             initial if initial is not None else load_rules(self.path)
         )
+        # Build the matcher (classifier training or cache load, ~1 s) now, not in the first
+        # caller's turn.
+        _ = self._current.matcher
         self.status = ReloadStatus(
             True,
             (),
@@ -79,6 +82,7 @@ class RulesHolder:
                 for line in exc.errors:
                     log.warning("rules_error", detail=line)
                 return self.status
+            _ = fresh.matcher  # trained here, on the reload thread, before any call sees it
             previous = self._current.version
             self._current = (
                 fresh  # one reference assignment: readers see old or new, never a mix

@@ -18,7 +18,10 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 
 from pbx_router.intents.matcher import IntentMatcher
+from pbx_router.intents.screen import EmergencyScreen
+from pbx_router.intents.semantic import SemanticModel, base_corpus, build_semantic_model, builtin_intents
 from pbx_router.intents.spec import IntentSpec
+from pbx_router.log import get_logger
 from pbx_router.queues.model import QueuesSection
 from pbx_router.rules.calendar import Calendar
 from pbx_router.rules.decision import Target
@@ -37,6 +40,8 @@ from pbx_router.rules.schema import (
     Settings,
 )
 from pbx_router.rules.yamlpos import Located, YamlSyntaxError, load_located
+
+log = get_logger(__name__)
 
 MAX_FILE_BYTES = 8 * 1024 * 1024
 
@@ -78,7 +83,14 @@ class RuleSet:
 
     @cached_property
     def matcher(self) -> IntentMatcher:
-        return IntentMatcher(self)
+        """Keywords, examples and regexes of the file, the meaning-level classifier trained on
+        the built-in corpus plus the file's examples, and the emergency screen with the file's
+        red-flag additions. Built on first use (about a second, then cached by content)."""
+        return IntentMatcher(
+            self,
+            semantic=_semantic_model(self.spec.intents),
+            screen=EmergencyScreen(self.spec.red_flags),
+        )
 
     @cached_property
     def queues_section(self) -> QueuesSection | None:
@@ -87,6 +99,15 @@ class RuleSet:
         if not self.spec.queues:
             return None
         return QueuesSection.model_validate({"queues": dict(self.spec.queues), "agents": dict(self.spec.agents)})
+
+
+def _semantic_model(intents: dict[str, IntentSpec]) -> SemanticModel | None:
+    try:
+        return build_semantic_model(intents)
+    except (ImportError, OSError, ValueError) as exc:
+        # The keyword, example and red-flag evidence still work; say so loudly.
+        log.error("semantic_model_unavailable", error=f"{type(exc).__name__}: {exc}")
+        return None
 
 
 def load_rules(path: str | Path) -> RuleSet:
@@ -342,10 +363,14 @@ def _cross_check(
                 break
 
     _check_queues(spec, err, warn)
+    _check_red_flags(spec, err)
+    for name, intent_spec in spec.intents.items():
+        if intent_spec.base and not base_corpus(intent_spec.base):
+            err(("intents", name, "base"), f"'{intent_spec.base}' is not a built-in intent"
+                f" (built in: {', '.join(builtin_intents())})")
     # Emergency callers must end at a person, also by a queue's overflow (rules/emergency.py).
     for path, msg in emergency_path_problems(spec):
         err(path, msg)
-    _check_red_flags(spec, err)
 
     if not any(i.urgency == "emergency" for i in spec.intents.values()):
         warn(

@@ -6,7 +6,9 @@ from __future__ import annotations
 import pytest
 
 from pbx_router.intents import IntentMatcher, IntentSpec, normalize
-from pbx_router.rules import RuleSet
+from pbx_router.rules import CallFacts, RuleSet, decide
+
+from .conftest import OPEN
 
 
 @pytest.mark.parametrize(
@@ -56,21 +58,33 @@ def test_state_of_the_caller_is_not_a_negation(clinic: RuleSet) -> None:
     )
 
 
-def test_two_requests_rank_both_first_mentioned_first(clinic: RuleSet) -> None:
+def test_two_requests_are_both_listed_and_the_rules_pick_the_first(clinic: RuleSet) -> None:
     m = clinic.matcher.match("I need a refill and also want to book an appointment")
     assert m.understood
-    assert [s.intent for s in m.intents[:2]] == [
-        "prescription_refill",
-        "appointment_new",
-    ]
-    assert m.intents[1].confidence >= clinic.settings.confidence_floor
+    assert m.requests == ("prescription_refill", "appointment_new")
+    assert all(
+        s.confidence >= clinic.settings.confidence_floor
+        for s in m.intents
+        if s.intent in m.requests
+    )
+    # The refill rules come before the appointment rules in the file: the pharmacy goes first,
+    # and the decision says what else was asked for.
+    d = decide(clinic, CallFacts(transcript=m.text, match=m, now=OPEN))
+    assert d.intent == "prescription_refill" and d.target_name == "pharmacy"
+    assert any("appointment_new" in note for note in d.notes)
+
+
+def test_denied_red_flag_is_not_an_emergency(clinic: RuleSet) -> None:
+    """The caller the old matcher sent down the emergency path: "no chest pain" denies it."""
+    m = clinic.matcher.match("I don't have chest pain I just need a refill")
+    assert m.intent == "prescription_refill" and m.urgency != "emergency"
+    assert any("chest" in d for d in m.denied)
 
 
 @pytest.mark.parametrize(
     "text",
     [
         "I need to cancel my appointment because I have chest pain",
-        "I don't have chest pain I just need a refill",  # conservative on purpose: a human decides
         "refill please and my husband can't breathe",
         "chess pain",
     ],
