@@ -503,6 +503,7 @@ class _CompiledRule:
     score: float
     unless: tuple[int, int] | None  # (class id, window)
     needs: frozenset[int]
+    topical: bool = False  # a condition name: "seizure medication" makes it a topic
 
 
 @dataclass(frozen=True, slots=True)
@@ -540,6 +541,7 @@ class _Lexicon:
                 self._add_member(cid, str(member))
         self.reserved = {name: self.class_ids[name] for name in RESERVED_CLASSES if name in self.class_ids}
 
+        self.topic_names = frozenset(data.get("topic_names", ()))
         self.flags: dict[str, _Flag] = {}
         self.rules: list[_CompiledRule] = []
         routes = dict(extra.routes) if extra else {}
@@ -648,6 +650,11 @@ class _Lexicon:
             unless_c = (self._slot_class(uname), uwin)
         if score is None:
             score = 0.95 if len(groups) == 1 else 0.85
+        topical = (
+            len(parsed.groups) == 1
+            and len(parsed.groups[0]) == 1
+            and parsed.groups[0][0] in self.topic_names
+        )
         return _CompiledRule(
             flag=flag,
             text=text,
@@ -657,6 +664,7 @@ class _Lexicon:
             score=float(score),
             unless=unless_c,
             needs=frozenset(c for g in groups for c in g),
+            topical=topical,
         )
 
     # -- tokens ------------------------------------------------------------------------------
@@ -875,7 +883,10 @@ class EmergencyScreen:
                                 positions, stop, fz3 = found
                                 add(cid, _Occ(i, stop, (*second, *positions), fz or fz2 or fz3))
         ignore = lex.reserved.get("IGNORE")
-        masks = occ.get(ignore, []) if ignore is not None else []
+        # Ignore phrases mask only when said as written ("heart doctor", not "heart attack doctor").
+        masks = [
+            g for g in (occ.get(ignore, []) if ignore is not None else []) if g.end - g.start == len(g.positions)
+        ]
         if masks:
             for cid, lst in occ.items():
                 if cid == ignore:
@@ -1001,14 +1012,15 @@ class EmergencyScreen:
         # Topic, not symptom: "seizure medication", "results of my chest x-ray". Crisis words
         # only for a few program/paperwork words: a caller asking about suicide is at risk.
         pset = set(pos)
-        if category == "crisis":
+        if category == "crisis" and m.rule.topical:
             for t in occ.get(r.get("TOPIC_CRISIS", -1), []):
                 if t.start == pos[-1] + 1 and pset.isdisjoint(t.positions):
                     return ("topic", text_of(t), False)
         if category == "medical":
-            for t in occ.get(r.get("TOPIC_AFTER", -1), []):
-                if t.start - 1 in pset and pset.isdisjoint(t.positions):
-                    return ("topic", text_of(t), False)
+            if m.rule.topical:
+                for t in occ.get(r.get("TOPIC_AFTER", -1), []):
+                    if t.start - 1 in pset and pset.isdisjoint(t.positions):
+                        return ("topic", text_of(t), False)
             for t in occ.get(r.get("TOPIC_BEFORE", -1), []):
                 gap = pos[0] - t.end
                 if 0 <= gap <= TOPIC_BEFORE_WINDOW and clauses[t.end - 1] == c0:
