@@ -25,7 +25,6 @@ from pbx_router.calls.booking_dialog import (
     ToStaff,
 )
 from pbx_router.calls.call import CallerGone
-from pbx_router.calls.flow import ID_PREFIX
 from pbx_router.calls.listen import Listener
 from pbx_router.calls.targets import Handoff
 from pbx_router.rules.decision import Target
@@ -159,17 +158,14 @@ class BookingService:
 
 
 async def _listen_again(conversation: Conversation) -> None:
-    """Hear the caller again for the dialog. The conversation's own listener (stopped before the
-    decision was acted on) used fixed ids per call (``pbxr-s-<channel>``...), and a channel id
-    cannot be reused, so this listener gets ids of its own (still ``pbxr-<x>-<channel>``: the
-    registry and a restarted daemon see they belong to this call)."""
+    """Hear the caller again for the dialog. The conversation's own listener was stopped before the
+    decision was acted on; this one gets ids of its own (a channel id cannot be reused; see
+    ``calls/listen.py``)."""
     brain = conversation.brain
     if brain.speech is None or brain.ports is None or conversation.listener is not None:
         return
-    cid = conversation.call.channel_id
     listener = Listener(conversation.call, conversation.ari, conversation.flow.registrar, brain.speech,
                         brain.ports, brain.media)
-    listener.snoop_id, listener.media_id, listener.bridge_id = (f"{ID_PREFIX}{kind}-{cid}" for kind in ("bs", "bm", "bb"))
     try:
         await listener.start()
     except Exception as exc:  # noqa: BLE001 - without ears the keypad still works

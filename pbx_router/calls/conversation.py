@@ -20,6 +20,7 @@ from pbx_router.ari import events as ev
 from pbx_router.calls.call import RESYNCED
 from pbx_router.calls.listen import Listener, ListenEvent, MediaSettings
 from pbx_router.calls.targets import TargetExecutor
+from pbx_router.intents.matcher import MatchResult
 from pbx_router.log import get_logger
 from pbx_router.media.ports import PortPool
 from pbx_router.rules import CallFacts, Decision, QueueFacts, RuleSet, RulesHolder, decide
@@ -126,7 +127,7 @@ class Conversation:
                     ),
                 )
                 self.last_heard = heard
-                self._record_turn(attempt, heard, decision)
+                self._record_turn(attempt, heard, decision, match)
                 if decision.action in ("reprompt", "keypad") and attempt < MAX_TURNS:
                     prompt = [decision.message] if decision.message else []
                     attempt += 1
@@ -143,8 +144,7 @@ class Conversation:
         if b.speech is None or b.ports is None:
             return
         self.listens += 1
-        listener = Listener(self.call, self.ari, self.flow.registrar, b.speech, b.ports, b.media,
-                            generation=self.listens - 1)
+        listener = Listener(self.call, self.ari, self.flow.registrar, b.speech, b.ports, b.media)
         try:
             await listener.start()
         except Exception as exc:  # noqa: BLE001 - no ears is not a reason to drop the caller
@@ -224,12 +224,22 @@ class Conversation:
             if playing and playback_id:
                 await flow.stop_playback(playback_id)
 
-    def _record_turn(self, attempt: int, heard: Heard, decision: Decision) -> None:
+    def _record_turn(self, attempt: int, heard: Heard, decision: Decision, match: MatchResult) -> None:
         summary = self.call.summary
-        self.turns.append({
+        turn: dict[str, Any] = {
             "attempt": attempt, "source": heard.source, "intent": decision.intent,
             "confidence": round(decision.confidence, 3), "rule": decision.rule, "action": decision.action,
-        })
+        }
+        # Why it was understood so: red flags with their words, denied ones, every candidate's
+        # evidence. Words are transcript: stored with the call record, never logged above DEBUG.
+        if match.red_flags:
+            turn["red_flags"] = [dict(f) for f in match.red_flags]
+        if match.denied:
+            turn["denied"] = list(match.denied)
+        if len(match.requests) > 1:
+            turn["requests"] = list(match.requests)
+        turn["intents"] = [s.to_dict() for s in match.intents[:3]]
+        self.turns.append(turn)
         summary.extra["turns"] = self.turns
         if heard.text:
             summary.transcript = heard.text if not summary.transcript else f"{summary.transcript} | {heard.text}"
@@ -237,7 +247,8 @@ class Conversation:
         summary.route = decision.to_dict()
         self.log.info("call_decided", attempt=attempt, source=heard.source, intent=decision.intent,
                       confidence=round(decision.confidence, 3), rule=decision.rule, action=decision.action,
-                      target=decision.target.name if decision.target else None)
+                      target=decision.target.name if decision.target else None,
+                      red_flags=[f["flag"] for f in match.red_flags])
 
     # --- acting ------------------------------------------------------------------------------------
 

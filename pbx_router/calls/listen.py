@@ -3,13 +3,25 @@ a UDP port we lease, an endpointer marking speech, and a recogniser fed only voi
 
 Everything the listener learns is delivered into the call's inbox as :class:`ListenEvent`, so
 the call's own task sees speech, DTMF, playbacks and hangups in one ordered stream.
+
+Ids: ``pbxr-<role>.<generation>.<serial>-<caller channel id>`` (roles ``s`` snoop, ``m``
+externalMedia, ``mb`` their bridge). The caller's id at the end lets the registry and a
+restarted daemon tell which call a leg belongs to. The generation is drawn once per daemon
+(:class:`MediaSettings`): a daemon killed mid-utterance leaves its snoop, externalMedia channel
+and bridge behind in Asterisk, which refuses a bridge id in use (409) and a channel id ever used
+before (409, even once the channel is gone), so the next daemon must never ask for those ids
+again; and its resync hangs up every listening leg of another generation (nobody is listening
+on them any more). The serial makes a call's second listener (booking after routing) unique too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+import itertools
+import re
+import secrets
+from dataclasses import dataclass, field
 from typing import Any
 
 from pbx_router.ari import AriClient, AriError
@@ -25,6 +37,12 @@ from pbx_router.speech import EnginePool, SpeechError, Transcript
 log = get_logger("pbx_router.calls")
 
 ID_PREFIX = "pbxr-"
+LISTEN_ROLES = ("s", "m", "mb")  # snoop, externalMedia channel, the bridge joining them
+_LISTEN_ID = re.compile(r"^pbxr-(?:s|m|mb)\.([0-9a-f]+)\.\d+-.")
+# Ids of daemons from before generations (pbxr-s-<cid>, pbxr-mb1-<cid>, booking's pbxr-bs-<cid>):
+# whoever made them is gone.
+_LEGACY_LISTEN_ID = re.compile(r"^pbxr-(?:s|m|mb|bs|bm|bb)\d*-.")
+_serials = itertools.count()
 # No RTP for this long means a silence gap (a caller that sends nothing while quiet).
 GAP_S = 0.2
 
@@ -38,12 +56,32 @@ class ListenEvent(ev.Event):
     detail: str = ""
 
 
+def new_generation() -> str:
+    """A fresh daemon generation: 8 hex digits (never a ``-``, which ends the role part)."""
+    return secrets.token_hex(4)
+
+
+def listen_id(role: str, caller_channel_id: str, generation: str, serial: int) -> str:
+    return f"{ID_PREFIX}{role}.{generation}.{serial}-{caller_channel_id}"
+
+
+def listening_generation(object_id: str) -> str | None:
+    """The generation of the daemon that made a listening leg or bridge (``""`` for one made
+    before generations existed); None when ``object_id`` is not a listening id."""
+    m = _LISTEN_ID.match(object_id)
+    if m is not None:
+        return m.group(1)
+    return "" if _LEGACY_LISTEN_ID.match(object_id) else None
+
+
 @dataclass(frozen=True)
 class MediaSettings:
     rtp_host: str = "127.0.0.1"
     format: str = "slin16"
     endpointer: EndpointerConfig | None = None
     recognition_timeout: float = 5.0
+    # One per daemon (app.py builds one MediaSettings): in every listening id (module doc).
+    generation: str = field(default_factory=new_generation)
 
 
 class Listener:
@@ -57,7 +95,6 @@ class Listener:
         speech: EnginePool,
         ports: PortPool,
         settings: MediaSettings,
-        generation: int = 0,
     ) -> None:
         self.call = call
         self.ari = ari
@@ -67,11 +104,10 @@ class Listener:
         self.settings = settings
         self.fmt: WireFormat = FORMATS[settings.format]
         cid = call.channel_id
-        # A call may listen more than once (e.g. booking after routing): ids differ per listener.
-        g = generation or ""
-        self.snoop_id = f"{ID_PREFIX}s{g}-{cid}"
-        self.media_id = f"{ID_PREFIX}m{g}-{cid}"
-        self.bridge_id = f"{ID_PREFIX}mb{g}-{cid}"
+        # A call may listen more than once (booking after routing): the serial tells them apart.
+        serial = next(_serials)
+        self.snoop_id, self.media_id, self.bridge_id = (
+            listen_id(role, cid, settings.generation, serial) for role in LISTEN_ROLES)
         self.endpoint: RtpEndpoint | None = None
         self.endpointer = Endpointer(settings.endpointer or EndpointerConfig(), self.fmt.sample_rate)
         self._task: asyncio.Task[None] | None = None

@@ -28,6 +28,7 @@ from pbx_router.calls.flow import (
     bridge_id_for,
     owner_of,
 )
+from pbx_router.calls.listen import listening_generation
 from pbx_router.log import get_logger
 
 log = get_logger("pbx_router.calls")
@@ -79,6 +80,8 @@ class CallSupervisor:
         brain: Any = None,
     ) -> None:
         self.brain = brain
+        # This daemon's listening generation (calls/listen.py); None when it never listens.
+        self.listen_generation: str | None = brain.media.generation if brain is not None else None
         self.ari = ari
         self.router = router
         self.settings = settings
@@ -286,18 +289,24 @@ class CallSupervisor:
         for chan in ours:
             if chan.id in self.calls or not self._is_secondary(chan, tuple(chan.stasis_args())):
                 continue
-            if self._owner(chan.id) is None and self._owner_by_args(chan) is None:
+            if self._dead_listening(chan.id) or (self._owner(chan.id) is None and self._owner_by_args(chan) is None):
                 await self._cleanup("channel", chan.id)
         for bridge in bridges:
             if not bridge.id.startswith(ID_PREFIX):
                 continue
             owner = owner_of(bridge.id)
-            if owner is None or owner not in self.calls:
+            if owner is None or owner not in self.calls or self._dead_listening(bridge.id):
                 await self._cleanup("bridge", bridge.id)
         for hook in self.resync_hooks:
             result = hook(channels, bridges)
             if asyncio.iscoroutine(result):
                 await result
+
+    def _dead_listening(self, object_id: str) -> bool:
+        """A snoop, externalMedia leg or listening bridge made by another daemon (one killed
+        mid-call): nobody reads its audio any more, and an adopted caller gets ears of ours."""
+        generation = listening_generation(object_id)
+        return generation is not None and generation != self.listen_generation
 
     def _owner_by_args(self, chan: Channel) -> Call | None:
         args = chan.stasis_args()

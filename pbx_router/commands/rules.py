@@ -359,6 +359,9 @@ def _result(
         "understood": match.understood,
         "urgency": match.urgency,
         "intents": [s.to_dict() for s in match.intents],
+        "red_flags": [dict(f) for f in match.red_flags],
+        "denied": list(match.denied),
+        "requests": list(match.requests),
         "action": d.action,
         "target": d.target.name if d.target else None,
         "target_detail": d.target.to_dict() if d.target else None,
@@ -382,6 +385,13 @@ def _print_human(r: dict[str, Any], out: TextIO) -> None:
         else "\n"
     )
     w(f"time:       {r['at']}\n")
+    for flag in r.get("red_flags", []):
+        where = "" if flag["source"] in ("", "best", "transcript") else f" (heard in {flag['source']})"
+        w(f"RED FLAG:   {flag['label']}: {' '.join(flag['words'])!r}{where} -> {flag['route']}\n")
+    for denied in r.get("denied", []):
+        w(f"not a red flag: {denied}\n")
+    if len(r.get("requests", [])) > 1:
+        w(f"requests:   {', '.join(r['requests'])} (the rules decide which comes first)\n")
     w("intents:\n")
     if not r["intents"]:
         w("  (none recognised)\n")

@@ -130,6 +130,9 @@ _BOUNDARIES = frozenset(
         "though",
         "although",
         "however",
+        # "I don't want to cancel, just move it": what follows "just" is the request.
+        "just",
+        "only",
     ]
 )
 _SUBJECTS = frozenset({"i", "we"})
@@ -374,6 +377,10 @@ class IntentMatcher:
                     ids = [vocab.setdefault(t, len(vocab)) for t in content.split()]
                     self._ex_token_ids.append(np.array(ids, dtype=np.intp))
         self._ex_vocab = list(vocab)
+        # Example x vocabulary averaging matrix: coverage of every example in one product.
+        self._ex_matrix = np.zeros((len(self._examples), len(vocab)), dtype=np.float32)
+        for row, ids in enumerate(self._ex_token_ids):
+            np.add.at(self._ex_matrix[row], ids, 1.0 / len(ids))
         self._max_ngram = max([k.words for k in self._keywords] or [1])
         self._regexes = [
             (name, re.compile(p))
@@ -579,8 +586,9 @@ class IntentMatcher:
         for k in range(len(segments)):
             per_segment[:, k] = sims[:, owner == k].max(axis=1)
         best: dict[str, tuple[float, str, int]] = {}
-        for (intent, phrase, _), token_ids in zip(self._examples, self._ex_token_ids):
-            coverage = per_segment[token_ids].mean(axis=0) * self._seg_factors(segments)
+        # einsum, not @: no BLAS threads for a product this small (on a busy box they cost ms).
+        coverages = np.einsum("ev,vs->es", self._ex_matrix, per_segment) * self._seg_factors(segments)
+        for (intent, phrase, _), coverage in zip(self._examples, coverages):
             k = int(np.argmax(coverage))
             value = float(coverage[k])
             if value > best.get(intent, (0.0, "", 0))[0]:
@@ -615,8 +623,9 @@ class IntentMatcher:
         if model is None:
             return
         affirmed = [t for t, neg in zip(tokens, negated) if not neg]
-        if not any(t not in STOPWORDS for t in affirmed):
-            return
+        if not any(t not in STOPWORDS and t not in ("no", "not") for t in affirmed):
+            # Nothing but a refusal ("no, none of those"): the refusal is the request.
+            affirmed = tokens
         result = model.score(affirmed)
         probs = {sc.intent: sc.probability for sc in result.scores}
         if correction_at > 0:
@@ -649,7 +658,7 @@ class IntentMatcher:
                 route = default if self._is_emergency_intent(default) else self._emergency_intent
             e = ev(route)
             e.red_flag = max(e.red_flag, max(f.score, 0.01))
-            where = "" if f.source in ("", "transcript") else f" ({f.source})"
+            where = "" if f.source in ("", "best", "transcript") else f" ({f.source})"
             e.notes.insert(0, f"red flag: {f.label}: {' '.join(f.words)!r}{where}")
             e.position = min(e.position, f.start)
             out.append(
@@ -691,7 +700,7 @@ class IntentMatcher:
         found: list[tuple[int, str]] = []
         model = self.semantic
         start = correction_at if correction_at > 0 else 0
-        if model is not None:
+        if model is not None and any(t in _REQUEST_BOUNDARIES for t in tokens[start:]):
             clause: list[str] = []
             clause_start = start
             for i in range(start, len(tokens) + 1):

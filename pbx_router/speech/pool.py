@@ -10,7 +10,9 @@
 
 Recognition never runs on the event loop: PocketSphinx in worker processes, Vosk on threads,
 vosk-server over the network. Any :class:`SpeechError` from a session means "this utterance is
-lost, fall back to the keypad"; the pool itself heals (workers are replaced).
+lost, fall back to the keypad"; the pool itself heals. A session stuck past its deadline fails
+alone (:class:`RecognitionTimeout`); a worker is replaced when it crashes, freezes as a whole or
+stalls repeatedly (the policy: ``process_backend``'s module doc).
 
 Audio is handed to the engine in batches of ``feed_batch_ms`` (default 100 ms), not per 20 ms RTP
 frame: per-message cost (a pipe write and a worker wake-up, an executor hand-off, a websocket
@@ -50,6 +52,7 @@ class Session(Protocol):
 class _Backend(Protocol):
     sample_rate: int
     restarts: int
+    stalls: int
 
     @property
     def busy(self) -> int: ...
@@ -104,8 +107,9 @@ class _BatchingSession:
 class PoolStats:
     engine: str
     workers: int  # processes (pocketsphinx) or threads (vosk); 0 for a remote server
-    restarts: int  # workers replaced after a crash or a stall
+    restarts: int  # workers replaced after a crash, a freeze or repeated stalls
     busy: int  # sessions open now
+    stalls: int = 0  # utterances given up alone for missing their deadline (keypad fallback)
 
 
 class EnginePool:
@@ -162,6 +166,7 @@ class EnginePool:
             workers=0 if self.engine == "vosk-server" else self.workers,
             restarts=backend.restarts if backend else 0,
             busy=backend.busy if backend else 0,
+            stalls=backend.stalls if backend else 0,
         )
 
     @property

@@ -1,9 +1,25 @@
 """Recognisers in worker processes (PocketSphinx: it holds the GIL, so threads would serialise).
 
 Each worker is ``python -m pbx_router.speech.worker`` talking ``protocol`` over its pipes; the
-event loop only writes and reads frames. A worker that exits, crashes or is killed for being stuck
-is replaced; the utterances it held fail with :class:`WorkerLost` so those calls fall back to the
-keypad while every other call carries on.
+event loop only writes and reads frames. A worker that exits or crashes is replaced; the
+utterances it held fail with :class:`WorkerLost` so those calls fall back to the keypad while
+every other call carries on.
+
+Stalls (the policy):
+
+* **A stuck session is aborted alone.** Every utterance has a deadline (``finish(timeout)``, the
+  call's ``recognition_timeout``, covering the hand-over of the last audio too). When it passes,
+  that session fails with :class:`RecognitionTimeout` (its call goes on with the keypad), the
+  worker is told to drop it (``ABORT``) and keeps serving its other sessions, each of which
+  decodes on its own thread there.
+* **A worker is replaced only after repeated or global stalls:** when it does not answer a
+  ``PING`` within ``PING_TIMEOUT_S`` (it is frozen as a whole: nothing it holds would finish; it
+  is killed at once and its sessions fail with :class:`WorkerLost`), checked every
+  ``WATCHDOG_S`` while it holds sessions and right after each stall; or when ``MAX_STALLS``
+  sessions missed their deadline on it within ``STALL_WINDOW_S``, or ``MAX_STUCK`` aborted
+  decodes are still stuck in it (each holds a thread and a decoder for good). Such a worker is
+  *retired*, not killed: a fresh one takes new sessions at once, the old one finishes the
+  utterances it holds (up to ``RETIRE_GRACE_S``) and is then closed.
 """
 
 from __future__ import annotations
@@ -15,6 +31,8 @@ import json
 import math
 import os
 import sys
+import time
+from collections import deque
 from collections.abc import Callable
 
 from pbx_router.log import get_logger
@@ -31,6 +49,13 @@ from pbx_router.speech.types import (
 
 log = get_logger(__name__)
 
+PING_TIMEOUT_S = 3.0  # a worker that cannot answer a ping this long is frozen as a whole
+WATCHDOG_S = 1.0  # how often a worker holding sessions is pinged
+MAX_STALLS = 3  # sessions past their deadline on one worker within STALL_WINDOW_S: retire it
+STALL_WINDOW_S = 300.0
+MAX_STUCK = 2  # aborted decodes still stuck in one worker: retire it
+RETIRE_GRACE_S = 30.0  # how long a retired worker may finish the utterances it holds
+
 
 class ProcessStream:
     """One utterance on one worker process (the ``Session`` seen by the call flow)."""
@@ -43,6 +68,7 @@ class ProcessStream:
         self._final: asyncio.Future[Transcript] = asyncio.get_running_loop().create_future()
         self._finish_sent = False
         self._closed = False
+        self._aborted = False
 
     async def feed(self, pcm: bytes) -> None:
         if self._final.done():
@@ -52,18 +78,34 @@ class ProcessStream:
             await self._worker.send(Op.FEED, self._id, pcm)
 
     async def finish(self, timeout: float = 5.0) -> Transcript:
-        if not self._finish_sent and not self._final.done():
-            self._finish_sent = True
-            await self._worker.send(Op.FINISH, self._id)
         try:
-            # asyncio.timeout, not wait_for: on 3.11 wait_for returns a result that lands as the
-            # call is cancelled, swallowing the cancel (a call that outlives the shutdown).
+            # The deadline covers handing over the last audio too: a worker that stopped reading
+            # its pipe must not hold the caller past it. (asyncio.timeout, not wait_for: on 3.11
+            # wait_for can swallow a cancel that lands with the result.)
             async with asyncio.timeout(timeout):
+                if not self._finish_sent and not self._final.done():
+                    self._finish_sent = True
+                    await self._worker.send(Op.FINISH, self._id)
                 return await asyncio.shield(self._final)
         except TimeoutError:
-            # The worker is stuck (or far behind): replace it; everyone on it falls back.
-            self._worker.kill("stuck")
-            raise RecognitionTimeout(f"no final transcript within {timeout:.1f}s") from None
+            # This utterance is stuck (or far behind): it alone is given up. Whether the worker
+            # as a whole is stuck is the backend's call (see the module doc).
+            error = RecognitionTimeout(f"no final transcript within {timeout:.1f}s")
+            self._on_error(error)
+            await self._abort()
+            raise error from None
+
+    async def _abort(self) -> None:
+        if self._aborted:
+            return
+        self._aborted = True
+        worker = self._worker
+        worker.sessions.pop(self._id, None)
+        worker.stalled()
+        if worker.alive:
+            with contextlib.suppress(SpeechError, TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await worker.send(Op.ABORT, self._id)
 
     async def close(self) -> None:
         if self._closed:
@@ -71,7 +113,7 @@ class ProcessStream:
         self._closed = True
         self._worker.sessions.pop(self._id, None)
         self._on_error(PoolClosed("session closed"))
-        if self._worker.alive:
+        if self._worker.alive and not self._aborted:
             with contextlib.suppress(SpeechError):
                 await self._worker.send(Op.CLOSE, self._id)
 
@@ -90,11 +132,16 @@ class ProcessStream:
 
 
 class _Worker:
-    def __init__(self, factory_json: str, on_exit: Callable[[_Worker], None], prewarm: int = 1) -> None:
+    def __init__(self, factory_json: str, on_exit: Callable[[_Worker], None], prewarm: int = 1,
+                 on_stall: Callable[[_Worker], None] | None = None) -> None:
         self._prewarm = prewarm
         self.sessions: dict[int, ProcessStream] = {}
         self.pid: int | None = None
         self.alive = False
+        self.retiring = False  # takes no new sessions (see the module doc)
+        self.stalls: deque[float] = deque()  # monotonic times of sessions that missed their deadline
+        self._on_stall = on_stall
+        self._pongs: deque[asyncio.Future[dict[str, int]]] = deque()
         self._factory_json = factory_json
         self._on_exit = on_exit
         self._proc: asyncio.subprocess.Process | None = None
@@ -137,6 +184,34 @@ class _Worker:
         except (ConnectionError, RuntimeError) as exc:
             raise WorkerLost(f"speech worker pipe broke: {exc!r}") from None
 
+    def stalled(self) -> None:
+        """One of this worker's sessions missed its deadline (and was aborted)."""
+        self.stalls.append(time.monotonic())
+        if self._on_stall is not None:
+            self._on_stall(self)
+
+    def recent_stalls(self) -> int:
+        """Sessions that missed their deadline on this worker within ``STALL_WINDOW_S``."""
+        horizon = time.monotonic() - STALL_WINDOW_S
+        while self.stalls and self.stalls[0] < horizon:
+            self.stalls.popleft()
+        return len(self.stalls)
+
+    async def ping(self, timeout: float) -> dict[str, int]:
+        """The worker's answer to a PING: ``{"stuck": n, "sessions": n}``. TimeoutError if it
+        does not answer in time (frozen), WorkerLost if it is gone."""
+        fut: asyncio.Future[dict[str, int]] = asyncio.get_running_loop().create_future()
+        self._pongs.append(fut)
+        try:
+            async with asyncio.timeout(timeout):
+                await self.send(Op.PING, 0)
+                return await asyncio.shield(fut)
+        finally:
+            if not fut.done():
+                fut.cancel()
+            with contextlib.suppress(ValueError):
+                self._pongs.remove(fut)
+
     def kill(self, reason: str) -> None:
         if self._proc is not None and self._proc.returncode is None:
             self._kill_reason = reason
@@ -165,9 +240,16 @@ class _Worker:
             while True:
                 length, op, session = decode_header(await stdout.readexactly(HEADER.size))
                 payload = await stdout.readexactly(length) if length else b""
+                if op is Op.PONG:
+                    while self._pongs:  # answers come in order; a given-up ping has left the line
+                        waiter = self._pongs.popleft()
+                        if not waiter.done():
+                            waiter.set_result(json.loads(payload))
+                            break
+                    continue
                 stream = self.sessions.get(session)
                 if stream is None:
-                    continue  # the session was closed meanwhile
+                    continue  # the session was closed (or aborted) meanwhile
                 if op is Op.PARTIAL:
                     stream._on_partial(Transcript.from_json(json.loads(payload)))
                 elif op is Op.FINAL:
@@ -187,6 +269,10 @@ class _Worker:
             for stream in list(self.sessions.values()):
                 stream._on_error(lost)
             self.sessions.clear()
+            for waiter in self._pongs:
+                if not waiter.done():
+                    waiter.set_exception(lost)
+                    waiter.exception()
             if was_alive and not closing:
                 self._on_exit(self)
 
@@ -204,6 +290,8 @@ class ProcessBackend:
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing = False
+        self.stalls = 0  # sessions aborted for missing their deadline
+        self._checking: set[_Worker] = set()
 
     @property
     def worker_pids(self) -> list[int]:
@@ -225,11 +313,14 @@ class ProcessBackend:
                 await worker.close()
             raise eg.exceptions[0] from None
         self._workers = workers
+        self._spawn(self._watchdog())
 
     async def open(self) -> ProcessStream:
         if self._closing:
             raise PoolClosed("speech pool is closed")
-        alive = [w for w in self._workers if w.alive]
+        alive = [w for w in self._workers if w.alive and not w.retiring]
+        # While its successor starts, a retiring worker still beats no worker at all.
+        alive = alive or [w for w in self._workers if w.alive]
         if not alive:
             raise WorkerLost("no speech worker is running")
         worker = min(alive, key=lambda w: len(w.sessions))
@@ -248,17 +339,70 @@ class ProcessBackend:
         self._workers = []
 
     def _new_worker(self) -> _Worker:
-        return _Worker(self._factory.to_json(), self._on_worker_exit, self._prewarm)
+        return _Worker(self._factory.to_json(), self._on_worker_exit, self._prewarm, self._on_stall)
 
-    def _on_worker_exit(self, worker: _Worker) -> None:
-        if self._closing:
-            return
-        log.warning("speech.worker.lost", pid=worker.pid)
-        task = asyncio.get_running_loop().create_task(self._replace(worker))
+    def _spawn(self, coro: object) -> None:
+        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _replace(self, dead: _Worker) -> None:
+    def _on_worker_exit(self, worker: _Worker) -> None:
+        if self._closing or worker.retiring:
+            return
+        log.warning("speech.worker.lost", pid=worker.pid)
+        self._spawn(self._replace(worker))
+
+    # --- stalls (the policy is in the module doc) ---------------------------------------------
+
+    def _on_stall(self, worker: _Worker) -> None:
+        self.stalls += 1
+        log.warning("speech.session.stalled", pid=worker.pid, stalls_in_window=worker.recent_stalls())
+        if not self._closing:
+            self._spawn(self._check(worker))
+
+    async def _watchdog(self) -> None:
+        while not self._closing:
+            await asyncio.sleep(WATCHDOG_S)
+            for worker in list(self._workers):
+                if worker.alive and worker.sessions:
+                    self._spawn(self._check(worker))
+
+    async def _check(self, worker: _Worker) -> None:
+        if worker in self._checking or not worker.alive:
+            return
+        self._checking.add(worker)
+        try:
+            state = await worker.ping(PING_TIMEOUT_S)
+        except TimeoutError:
+            # Frozen as a whole: nothing it holds will finish. Killing it fails those sessions
+            # now (WorkerLost) instead of at each one's deadline, and its reader replaces it.
+            log.error("speech.worker.frozen", pid=worker.pid, sessions=len(worker.sessions))
+            worker.kill(f"no answer to a ping within {PING_TIMEOUT_S:.0f}s")
+            return
+        except SpeechError:
+            return  # gone already: its reader replaces it
+        finally:
+            self._checking.discard(worker)
+        stuck = int(state.get("stuck", 0))
+        if worker.retiring or self._closing:
+            return
+        stalls = worker.recent_stalls()
+        if stuck >= MAX_STUCK or stalls >= MAX_STALLS:
+            log.warning("speech.worker.retired", pid=worker.pid, stuck=stuck, stalls_in_window=stalls)
+            worker.retiring = True
+            self._spawn(self._retire(worker))
+
+    async def _retire(self, old: _Worker) -> None:
+        """Start the successor, let ``old`` finish what it holds, then close it."""
+        await self._replace(old, keep_old=True)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + RETIRE_GRACE_S
+        while old.sessions and old.alive and loop.time() < deadline and not self._closing:
+            await asyncio.sleep(0.2)
+        self._workers = [w for w in self._workers if w is not old]
+        await old.close(timeout=1.0)
+
+    async def _replace(self, dead: _Worker, keep_old: bool = False) -> None:
         delay = 0.2
         while not self._closing:
             fresh = self._new_worker()
@@ -272,8 +416,9 @@ class ProcessBackend:
             if self._closing:
                 await fresh.close()
                 return
-            self._workers = [w for w in self._workers if w is not dead] + [fresh]
+            self._workers = [w for w in self._workers if w is not dead or keep_old] + [fresh]
             self.restarts += 1
             log.info("speech.worker.replaced", old_pid=dead.pid, pid=fresh.pid)
-            await dead.close(timeout=1.0)
+            if not keep_old:
+                await dead.close(timeout=1.0)
             return

@@ -20,11 +20,14 @@ class Op(enum.IntEnum):
     FEED = 3  # payload: PCM16
     FINISH = 4
     CLOSE = 5
+    ABORT = 6  # the parent gave up on the session (deadline missed): drop it and its recogniser
+    PING = 7  # liveness: answered by the worker's reader thread, whatever its decoders are doing
     # worker -> parent
     READY = 20  # payload: JSON {"pid": ...}
     PARTIAL = 21  # payload: Transcript JSON
     FINAL = 22  # payload: Transcript JSON
     ERROR = 23  # payload: utf-8 message (the session's utterance is lost, the worker lives on)
+    PONG = 24  # payload: JSON {"stuck": aborted sessions whose decode has still not returned}
 
 
 def encode(op: Op, session: int, payload: bytes = b"") -> bytes:

@@ -70,6 +70,7 @@ class ServerStream:
                 return await asyncio.shield(self._final)
         except TimeoutError:
             self._backend.restarts += 1
+            self._backend.stalls += 1  # this session's connection alone: nothing else shares it
             raise RecognitionTimeout(f"vosk-server gave no final result within {timeout:.1f}s") from None
 
     async def close(self) -> None:
@@ -121,6 +122,7 @@ class ServerBackend:
         assert factory.server_url is not None
         self.sample_rate = factory.sample_rate
         self.restarts = 0
+        self.stalls = 0
         self.busy = 0
         self._factory = factory
         self._url = factory.server_url

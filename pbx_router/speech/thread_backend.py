@@ -9,8 +9,11 @@ Recognisers are built and warmed ahead (``expected_sessions`` at start, then one
 ready): a fresh Vosk recogniser spends ~0.4 s of CPU in its first decode, which otherwise lands in
 the middle of a caller's first utterance.
 
-Threads cannot be killed: a stuck recogniser is abandoned (its utterance fails with
-RecognitionTimeout) and the executor is replaced so later calls get fresh threads.
+Threads cannot be killed: a stuck recogniser is abandoned alone (its utterance fails with
+RecognitionTimeout; every other session's decodes go on). The thread it holds is lost until the
+decode returns, so once ``MAX_STUCK`` abandoned decodes are still running (or none of the pool's
+threads is free), later work goes to a fresh executor; the old one is left to finish what was
+queued on it, never cancelled under the sessions using it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, TypeVar
 
 from pbx_router.log import get_logger
 from pbx_router.speech.factory import RecognizerFactory
+from pbx_router.speech.faults import with_faults
 from pbx_router.speech.types import (
     PoolClosed,
     RecognitionTimeout,
@@ -36,6 +40,7 @@ T = TypeVar("T")
 
 MAX_BACKLOG_S = 5.0  # undecoded audio a session may hold before feed() waits
 CLOSE_WAIT_S = 2.0  # how long close() waits for an in-flight decode before abandoning the recogniser
+MAX_STUCK = 2  # abandoned decodes still running before later work moves to a fresh executor
 
 
 class ThreadStream:
@@ -78,7 +83,8 @@ class ThreadStream:
                 result = await self._backend.run(rec.final)
         except TimeoutError:
             self._rec = None  # never hand a possibly-stuck recogniser to another call
-            self._backend.abandon()
+            self._backend.stalls += 1
+            self._backend.abandon(self._inflight)
             raise RecognitionTimeout(f"no final transcript within {timeout:.1f}s") from None
         except SpeechError:
             raise
@@ -96,7 +102,7 @@ class ThreadStream:
             # A recogniser is single-threaded: never reset it while a thread is still decoding.
             await asyncio.wait({self._inflight}, timeout=CLOSE_WAIT_S)
             if self._inflight is not None:
-                self._backend.abandon()
+                self._backend.abandon(self._inflight)
                 return
         if not self._done or self._error is not None:
             try:
@@ -135,7 +141,9 @@ class ThreadBackend:
     def __init__(self, factory: RecognizerFactory, workers: int, expected_sessions: int = 0) -> None:
         self.sample_rate = factory.sample_rate
         self.restarts = 0
+        self.stalls = 0
         self.busy = 0
+        self._stuck: set[asyncio.Future[Any]] = set()  # decodes of abandoned recognisers still running
         self._factory = factory
         self._size = workers
         self._prebuild = max(1, expected_sessions)
@@ -146,6 +154,9 @@ class ThreadBackend:
     @property
     def worker_pids(self) -> list[int]:
         return []
+
+    def _create(self) -> Recognizer:
+        return with_faults(self._factory.create())
 
     def submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         if self._executor is None:
@@ -158,14 +169,14 @@ class ThreadBackend:
     async def start(self) -> None:
         self._executor = ThreadPoolExecutor(self._size, thread_name_prefix="speech")
         # Load the model and warm the recognisers now (seconds) so early callers do not pay.
-        first = await self.run(self._factory.create)
-        rest = await asyncio.gather(*(self.run(self._factory.create) for _ in range(self._prebuild - 1)))
+        first = await self.run(self._create)
+        rest = await asyncio.gather(*(self.run(self._create) for _ in range(self._prebuild - 1)))
         self._free = [first, *rest]
 
     async def open(self) -> ThreadStream:
         if self._executor is None:
             raise PoolClosed("speech pool is closed")
-        rec = self._free.pop() if self._free else await self.run(self._factory.create)
+        rec = self._free.pop() if self._free else await self.run(self._create)
         self.busy += 1
         if not self._free and (self._spare is None or self._spare.done()):
             self._spare = asyncio.create_task(self._build_spare(), name="speech-spare")
@@ -175,15 +186,21 @@ class ThreadBackend:
         self.busy -= 1
         self._free.append(rec)
 
-    def abandon(self) -> None:
-        """A session gave up its recogniser (stuck or broken): replace the threads."""
+    def abandon(self, decoding: asyncio.Future[Any] | None = None) -> None:
+        """A session gave up its recogniser (stuck or broken), and ``decoding`` with it."""
         self.busy -= 1
-        if self._executor is None:
+        if decoding is not None and not decoding.done():
+            self._stuck.add(decoding)
+            decoding.add_done_callback(self._stuck.discard)
+        if self._executor is None or len(self._stuck) < min(MAX_STUCK, self._size):
             return
+        # Too many threads held by stuck decodes: later work gets fresh threads. The old pool
+        # still runs what other sessions queued on it (cancelling would fail their utterances).
         old, self._executor = self._executor, ThreadPoolExecutor(self._size, thread_name_prefix="speech")
+        self._stuck.clear()
         self.restarts += 1
         log.warning("speech.threads.replaced")
-        old.shutdown(wait=False, cancel_futures=True)
+        old.shutdown(wait=False, cancel_futures=False)
 
     async def close(self) -> None:
         if self._spare is not None:
@@ -197,7 +214,7 @@ class ThreadBackend:
 
     async def _build_spare(self) -> None:
         try:
-            rec = await self.run(self._factory.create)
+            rec = await self.run(self._create)
         except SpeechError as exc:
             log.warning("speech.spare_failed", error=str(exc))
             return

@@ -5,7 +5,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from pbx_router.testing.audio import CallerAudio
 
 if TYPE_CHECKING:
     from pbx_router.testing.model import Fate
@@ -68,6 +71,14 @@ class SimulatedCall:
         if channel is not None:
             self._pbx.remote_hangup(channel)
             await self._pbx.flush()
+
+    async def say(self, audio: bytes | Path | str, after: float = 0.0) -> None:
+        """The caller speaks (again): ``audio`` (a WAV file, or raw 8 kHz s16le) starts ``after``
+        seconds from now, heard by whoever listens (snoop, bridge) as the first words were."""
+        prepared = await asyncio.to_thread(CallerAudio.load, audio)
+        channel = self._pbx.channels.get(self.channel_id)
+        if channel is not None:
+            self._pbx.caller_says(channel, prepared, after)
 
     async def send_dtmf(self, digit: str) -> None:
         channel = self._pbx.channels.get(self.channel_id)

@@ -471,6 +471,15 @@ class Pbx:
             self._channel_event(channel, "ChannelDtmfReceived", digit=digit,
                                 duration_ms=DTMF_DURATION_MS)
 
+    def caller_says(self, channel: Channel, audio: CallerAudio, after: float = 0.0) -> None:
+        """The caller speaks again, ``after`` seconds from now (what they said before is over)."""
+        if channel.answered_at is None:
+            raise RuntimeError(f"{channel.id}: a caller speaks only once answered")
+        channel.audio = audio
+        channel.audio_at = self._now() + after - channel.answered_at
+        if channel.talk_detect:
+            self._schedule_talk_detect(channel)
+
     def _caller_audio_window(self, channel: Channel) -> tuple[float, float] | None:
         if channel.audio is None or channel.answered_at is None:
             return None

@@ -5,6 +5,7 @@ rules decide, and the caller ends up where the rules say."""
 from __future__ import annotations
 
 import asyncio
+import json
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -233,7 +234,9 @@ async def test_rules_reload_swaps_atomically_and_rejects_a_broken_file(
     assert status["ok"] is True
     call = await clinic_pbx.place_call(caller_number="+15554000009", dialled="100", dtmf=[(0.5, "5")])
     await call.wait_for(lambda c: c.fate == "bridged", timeout=20)
-    assert daemon.supervisor.calls[call.channel_id].summary.outcome == "queue:frontdesk:answered"
+    # The daemon records the outcome once Asterisk has answered the addChannel that bridged them.
+    await eventually(lambda: daemon.supervisor.calls[call.channel_id].summary.outcome == "queue:frontdesk:answered",
+                     what="outcome recorded")
     await call.hangup()
     # A typo: rejected with its errors, the previous rules stay in force.
     rules.write_text(original.replace("rules:\n", "rules:\n  - name: broken\n    then: {target: nowhere}\n", 1))
@@ -241,7 +244,9 @@ async def test_rules_reload_swaps_atomically_and_rejects_a_broken_file(
     assert status["ok"] is False and any("nowhere" in e for e in status["errors"])
     call = await clinic_pbx.place_call(caller_number="+15554000010", dialled="100", dtmf=[(0.5, "5")])
     await call.wait_for(lambda c: c.fate == "bridged", timeout=20)
-    assert daemon.supervisor.calls[call.channel_id].summary.outcome == "queue:frontdesk:answered"
+    # The daemon records the outcome once Asterisk has answered the addChannel that bridged them.
+    await eventually(lambda: daemon.supervisor.calls[call.channel_id].summary.outcome == "queue:frontdesk:answered",
+                     what="outcome recorded")
     await call.hangup()
 
 
@@ -323,3 +328,33 @@ async def test_g711_externalmedia_formats_are_heard_too(
     assert agent == "PJSIP/agent1"  # billing
     assert any(r.path.endswith("/externalMedia") and r.query.get("format") == wire_format
                for r in clinic_pbx.requests)
+
+
+async def test_emergency_described_without_a_keyword_reaches_a_person(
+    clinic_pbx: AsteriskEmulator, start_daemon: DaemonFactory, database_url: str
+) -> None:
+    """'collapsed ... will not wake up' is in no keyword list of the clinic: the built-in screen
+    hears the red flag, the caller gets the 911 instruction and a person, the record says why."""
+    await start_clinic_daemon(start_daemon, NIGHT)
+    call = await clinic_pbx.place_call(caller_number="+15554000021", dialled="100",
+                                       audio=AUDIO / "emergency_collapsed_01.wav", audio_at=0.5)
+    agent, row = await served_by(clinic_pbx, call, database_url)
+    assert agent == "PJSIP/agent3"  # the on-call doctor (settings.emergency / rule emergency-after-hours)
+    assert "sound:custom/clinic-emergency-911" in [p.media_uri for p in call.playbacks]
+    assert row["intent"] == "emergency"
+    turn = json.loads(row["extra"])["turns"][-1]
+    assert [f["flag"] for f in turn["red_flags"]] == ["unresponsive"]
+
+
+async def test_denied_chest_pain_with_a_refill_goes_to_the_pharmacy(
+    clinic_pbx: AsteriskEmulator, start_daemon: DaemonFactory, database_url: str
+) -> None:
+    """The caller the old matcher sent down the emergency path: 'no chest pain ... refilled'."""
+    await start_clinic_daemon(start_daemon, OPEN)
+    call = await clinic_pbx.place_call(caller_number="+15554000022", dialled="100",
+                                       audio=AUDIO / "refill_denied_01.wav", audio_at=0.5)
+    agent, row = await served_by(clinic_pbx, call, database_url)
+    assert agent == "PJSIP/agent2"
+    assert row["intent"] == "prescription_refill"
+    assert row["outcome"] == "queue:pharmacy:answered"
+    assert "sound:custom/clinic-emergency-911" not in [p.media_uri for p in call.playbacks]
