@@ -63,10 +63,14 @@ CORRECTION_SHARE = 0.7
 # Classifier probability an emergency intent needs, without a red flag or a keyword, to be ranked
 # first. Recall for emergencies is the screen's job; this catches what it has no words for.
 SEMANTIC_EMERGENCY = 0.9
+# ... and this much when the screen judged the red-flag words it heard not current.
+SEMANTIC_EMERGENCY_DENIED = 0.99
 # With the screen run and silent, an emergency keyword needs this much classifier agreement...
-EMERGENCY_AGREE = 0.5
+EMERGENCY_AGREE = 0.8
 # ... or it counts for this share of its usual weight (it may still win as an ordinary intent).
 UNSCREENED_KEYWORD_SHARE = 0.3
+# Confidence kept by an emergency intent with neither a red flag nor strong evidence.
+UNFLAGGED_EMERGENCY_SHARE = 0.5
 # A clause counts as a request of its own when the classifier is this sure of it.
 CLAUSE_MIN = 0.55
 _CORRECTION_WORDS = frozenset({"mean", "meant", "wait", "actually", "sorry", "scratch", "that", "rather", "no"})
@@ -427,7 +431,11 @@ class IntentMatcher:
                 e.position = min(e.position, normalized[: hit.start()].count(" "))
         self._semantic_evidence(tokens, negated, correction_at, ev)
         red_flags = self._red_flag_evidence(screened, ev)
-        ranked = self._rank(evidence, screened is not None)
+        # The screen found red-flag words but judged them not current ("no chest pain", "after
+        # my stroke last year", "my seizure medicine"): the clinic's emergency keywords and the
+        # classifier must not overrule that on the same words.
+        denied = screened is not None and not screened.flagged and bool(screened.dismissed)
+        ranked = self._rank(evidence, screened is not None, denied)
         requests = self._requests(tokens, negated, correction_at, ranked)
         return MatchResult(
             text,
@@ -739,7 +747,9 @@ class IntentMatcher:
 
     # -- ranking ----------------------------------------------------------------------------
 
-    def _rank(self, evidence: dict[str, _Evidence], screened: bool = False) -> tuple[IntentScore, ...]:
+    def _rank(
+        self, evidence: dict[str, _Evidence], screened: bool = False, denied: bool = False
+    ) -> tuple[IntentScore, ...]:
         """``screened``: the emergency screen ran. It then owns recall for emergencies, and the
         clinic's emergency keywords alone ("seizure", "stroke") no longer make a call an
         emergency: past events and topics ("my seizure medication", "after my stroke last year")
@@ -775,9 +785,10 @@ class IntentMatcher:
             share = LEXICAL_SHARE if self._backed(name) else 1.0
             keyword_emergency = score >= min(EMERGENCY_EVIDENCE, self.floor)
             if urgency == "emergency" and screened and e.red_flag <= 0.0:
-                keyword_emergency = keyword_emergency and semantic >= EMERGENCY_AGREE
+                keyword_emergency = keyword_emergency and semantic >= EMERGENCY_AGREE and not denied
                 if not keyword_emergency:
                     share *= UNSCREENED_KEYWORD_SHARE
+            semantic_emergency = semantic >= (SEMANTIC_EMERGENCY_DENIED if denied else SEMANTIC_EMERGENCY)
             confidence = 1.0 - (1.0 - share * lexical) * (1.0 - semantic)
             strength = max(score, semantic)
             if strength <= 0.01 and e.red_flag <= 0.0:
@@ -786,9 +797,15 @@ class IntentMatcher:
             if e.red_flag > 0.0:
                 boost = 3
                 confidence = max(confidence, e.red_flag, self.floor)
-            elif urgency == "emergency" and (keyword_emergency or semantic >= SEMANTIC_EMERGENCY):
+            elif urgency == "emergency" and (keyword_emergency or semantic_emergency):
                 boost = 2
                 confidence = max(confidence, strength, self.floor)
+            elif urgency == "emergency" and screened:
+                # No red flag, no agreeing keyword and a classifier short of sure: the screen is
+                # the emergency authority, and such turns are mostly urgent or routine ("a deep
+                # cut, the bleeding stopped"). The intent keeps a share of its confidence: it
+                # can still win when nothing else fits.
+                confidence *= UNFLAGGED_EMERGENCY_SHARE
 
             elif urgency == "urgent" and (score >= URGENT_EVIDENCE or semantic >= URGENT_EVIDENCE):
                 boost = 1
