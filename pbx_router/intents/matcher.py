@@ -69,6 +69,9 @@ SEMANTIC_EMERGENCY_DENIED = 0.99
 EMERGENCY_AGREE = 0.8
 # ... or it counts for this share of its usual weight (it may still win as an ordinary intent).
 UNSCREENED_KEYWORD_SHARE = 0.3
+# An emergency intent at this confidence, even below the floor or not first, is a possible
+# emergency: the caller goes to a person, never to self-service or another reprompt.
+SUSPECTED_EMERGENCY = 0.35
 # Confidence kept by an emergency intent with neither a red flag nor strong evidence.
 UNFLAGGED_EMERGENCY_SHARE = 0.5
 # A clause counts as a request of its own when the classifier is this sure of it.
@@ -219,6 +222,20 @@ class MatchResult:
     @property
     def red_flagged(self) -> bool:
         return bool(self.red_flags)
+
+    @property
+    def suspicion(self) -> str:
+        """Why this turn might be an emergency even if it was not understood as one ('' if not)."""
+        if self.red_flags:
+            return "red flag " + ", ".join(f["flag"] for f in self.red_flags)
+        for s in self.intents:
+            if s.urgency == "emergency" and s.confidence >= SUSPECTED_EMERGENCY:
+                return f"{s.intent} {s.confidence:.2f}"
+        return ""
+
+    @property
+    def emergency_suspected(self) -> bool:
+        return bool(self.suspicion)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -595,6 +595,21 @@ def _decide_one(rs: RuleSet, facts: CallFacts, ctx: _Ctx) -> Decision:
             reason = f"emergency ({ctx.intent}): routed to on-call '{safe.name}' by the safety net"
         if message is None and emergency.message:
             message = emergency.message
+    elif (
+        ctx.match is not None
+        and ctx.match.emergency_suspected
+        and (action in SELF_SERVICE_ACTIONS or target is None or target.kind not in HUMAN_KINDS)
+    ):
+        # Possibly an emergency, heard or understood too poorly to be sure: never self-service,
+        # never another "please repeat that": a person hears the caller out.
+        safe = rs.targets[rs.settings.emergency.target]
+        notes.append(
+            f"possible emergency ({ctx.match.suspicion}): sent to '{safe.name}' instead of"
+            f" {action} '{target.name if target else '-'}'"
+        )
+        target, action = safe, DEFAULT_ACTION[safe.kind]
+        priority = min(priority, rs.settings.emergency.priority + 1)
+        reason = f"possible emergency: a person ('{safe.name}') hears the caller out"
 
     builder = _trace_builder(rs, ctx, evaluated)
     return Decision(

@@ -186,3 +186,25 @@ def test_decide_never_raises_on_odd_facts(clinic: RuleSet) -> None:
     d = decide(clinic, odd)
     assert d.rule and d.action
     json.dumps(d.to_dict(), default=str)
+
+
+def test_a_possible_emergency_below_the_floor_goes_to_a_person(clinic: RuleSet) -> None:
+    """Understood too poorly to be sure (emergency 0.4, below the 0.5 floor): not another
+    'please repeat that', not self-service: the emergency target hears the caller out."""
+    from pbx_router.intents.matcher import IntentScore, MatchResult
+
+    match = MatchResult(
+        "the tightness is back and going up into his teeth",
+        "the tightness is back and going up into his teeth",
+        (IntentScore("emergency", 0.4, 0.8, "emergency", ("classifier 0.80",)),
+         IntentScore("urgent_clinical", 0.2, 0.2, "urgent")),
+        floor=0.5,
+    )
+    assert not match.understood and match.emergency_suspected
+    d = decide(clinic, CallFacts(transcript=match.text, match=match, now=OPEN, attempt=1))
+    assert d.action != "reprompt"
+    assert d.target is not None and d.target.name == clinic.settings.emergency.target
+    assert any("possible emergency" in n for n in d.notes)
+    # A routine caller who was not understood is simply asked again.
+    routine = MatchResult("mm", "mm", (IntentScore("billing", 0.3, 0.3, "routine"),), floor=0.5)
+    assert decide(clinic, CallFacts(transcript="mm", match=routine, now=OPEN, attempt=1)).action == "reprompt"
