@@ -15,21 +15,31 @@ class Word:
     word: str
     start_s: float
     end_s: float
+    # Posterior probability of this word at this place (0..1) where the engine computes one
+    # (pocketsphinx: from the lattice; vosk: its per-word "conf"), else the utterance's figure.
     confidence: float
 
 
 @dataclass(frozen=True, slots=True)
 class Transcript:
-    """One recognition hypothesis. ``text`` is lower case, words separated by single spaces."""
+    """One recognition hypothesis. ``text`` is lower case, words separated by single spaces.
+
+    ``alternatives`` are the engine's next-best hypotheses for the same audio (n-best, best first,
+    never containing ``text`` itself, fillers removed, no duplicates): what the caller may have said
+    instead. Screens that must not miss a word heard with low confidence read them too.
+    """
 
     text: str
     confidence: float
     words: list[Word] = field(default_factory=list)
     engine: str = ""
     is_final: bool = False
+    alternatives: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["alternatives"] = list(self.alternatives)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Transcript:
@@ -40,6 +50,7 @@ class Transcript:
             words=words,
             engine=str(data.get("engine", "")),
             is_final=bool(data.get("is_final", False)),
+            alternatives=tuple(str(a) for a in data.get("alternatives", ())),
         )
 
 
