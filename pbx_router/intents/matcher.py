@@ -71,7 +71,7 @@ EMERGENCY_AGREE = 0.8
 UNSCREENED_KEYWORD_SHARE = 0.3
 # An emergency intent at this confidence, even below the floor or not first, is a possible
 # emergency: the caller goes to a person, never to self-service or another reprompt.
-SUSPECTED_EMERGENCY = 0.35
+SUSPECTED_EMERGENCY = 0.25
 # Confidence kept by an emergency intent with neither a red flag nor strong evidence.
 UNFLAGGED_EMERGENCY_SHARE = 0.5
 # A clause counts as a request of its own when the classifier is this sure of it.
@@ -613,9 +613,9 @@ class IntentMatcher:
         best: dict[str, tuple[float, str, int]] = {}
         # einsum, not @: no BLAS threads for a product this small (on a busy box they cost ms).
         coverages = np.einsum("ev,vs->es", self._ex_matrix, per_segment) * self._seg_factors(segments)
-        for (intent, phrase, _), coverage in zip(self._examples, coverages):
-            k = int(np.argmax(coverage))
-            value = float(coverage[k])
+        where = coverages.argmax(axis=1).tolist()
+        values = coverages.max(axis=1).tolist()
+        for (intent, phrase, _), k, value in zip(self._examples, where, values):
             if value > best.get(intent, (0.0, "", 0))[0]:
                 best[intent] = (value, phrase, segments[k][2])
         for intent, (coverage, phrase, start) in best.items():
@@ -733,7 +733,8 @@ class IntentMatcher:
                 if tok is None or tok in _REQUEST_BOUNDARIES:
                     content = [t for t in clause if t not in STOPWORDS]
                     if len(content) >= 2:
-                        result = model.score(clause, nearest=False)
+                        # A clause of a turn already judged relevant: no nearest-sentence pass.
+                        result = model.score(clause, nearest=False, relevance=False)
                         if result.scores and result.scores[0].probability >= CLAUSE_MIN:
                             found.append((clause_start, result.scores[0].intent))
                     clause, clause_start = [], i + 1

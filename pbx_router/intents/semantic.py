@@ -52,8 +52,8 @@ TEMPERATURE = 20.0
 MEDICINE_TOKEN = "__medicine__"
 # Cosine similarity to the nearest training sentence below which the classifier has no say,
 # and the span over which its say grows to full (dev corpus: 99% of requests are above 0.34).
-RELEVANCE_FLOOR = 0.2
-RELEVANCE_RAMP = 0.12
+RELEVANCE_FLOOR = 0.25
+RELEVANCE_RAMP = 0.2
 
 
 class TextEncoder(Protocol):
@@ -246,6 +246,7 @@ class SemanticModel:
         self._encoder = encoder
         self._by_intent = [np.flatnonzero(train_labels == k) for k in range(len(self.intents))]
         self._based = frozenset(based)
+        self._vocab = frozenset(t for text in train_text for t in normalize(text))
         _warm_lemmas()  # loads the lemmatiser's dictionary now, not during a caller's turn
 
     @property
@@ -257,16 +258,37 @@ class SemanticModel:
         return intent in self._based
 
 
+    def rejoin(self, tokens: list[str]) -> list[str]:
+        """Undo the recogniser's word splits the training vocabulary can vouch for: "pre
+        scription" -> "prescription", "re fill" -> "refill" (two pieces, one of them not a word
+        we ever trained on, whose concatenation is)."""
+        vocab = self._vocab
+        out: list[str] = []
+        i = 0
+        while i < len(tokens):
+            if i + 1 < len(tokens):
+                a, b = tokens[i], tokens[i + 1]
+                joined = a + b
+                if joined in vocab and (a not in vocab or b not in vocab):
+                    out.append(joined)
+                    i += 2
+                    continue
+            out.append(tokens[i])
+            i += 1
+        return out
+
     def features(self, tokens: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """(full feature row, embedding) for one utterance's normalised tokens."""
-        marked = mark_medicines(tokens)
+        marked = mark_medicines(self.rejoin(tokens))
         emb = self._encoder.encode([embed_text(marked)])[0]
         row = np.concatenate(
             [emb * EMBED_WEIGHT, lexical_features(marked) * LEXICAL_WEIGHT, np.ones(1, np.float32)]
         )
         return row, emb
 
-    def score(self, tokens: list[str], nearest: bool = True, explain: int = 3) -> SemanticResult:
+    def score(
+        self, tokens: list[str], nearest: bool = True, explain: int = 3, relevance: bool = True
+    ) -> SemanticResult:
         """Probabilities for every intent; the ``explain`` most probable also get their nearest
         training sentence and its cosine similarity."""
         if not tokens or not self.intents:
@@ -280,16 +302,18 @@ class SemanticModel:
         # turn 0.2 ms into several (measured); a caller's turn must not wait on them.
         raw = np.einsum("f,fc->c", row, self._weights)
         probs = _softmax(raw * TEMPERATURE)
-        sims = np.einsum("nd,d->n", self._train_vectors, emb) if len(self._train_text) else None
+        need = (nearest or relevance) and len(self._train_text)
+        sims = np.einsum("nd,d->n", self._train_vectors, emb) if need else None
         # A sentence unlike anything in training (garbage, another language, another business)
         # gets no say: the classifier's probabilities are scaled by how close the nearest
         # training sentence is, and the remainder goes to "nothing to act on".
-        closest = float(sims.max()) if sims is not None else 0.0
-        relevance = min(1.0, max(0.0, (closest - RELEVANCE_FLOOR) / RELEVANCE_RAMP))
-        if relevance < 1.0:
-            none_k = self.intents.index(NONE)
-            probs = probs * relevance
-            probs[none_k] += 1.0 - relevance
+        if sims is not None and relevance:
+            closest = float(sims.max())
+            share = min(1.0, max(0.0, (closest - RELEVANCE_FLOOR) / RELEVANCE_RAMP))
+            if share < 1.0:
+                none_k = self.intents.index(NONE)
+                probs = probs * share
+                probs[none_k] += 1.0 - share
         if not nearest:
             sims = None
         out = []
@@ -311,7 +335,8 @@ class SemanticModel:
 def _softmax(x: np.ndarray) -> np.ndarray:
     z = x - x.max()
     e = np.exp(z)
-    return e / e.sum()
+    probs: np.ndarray = e / e.sum()  # annotated: numpy's stubs type this division as Any
+    return probs
 
 
 # -- training and cache ---------------------------------------------------------------------------
