@@ -61,6 +61,7 @@ async def _run(args: argparse.Namespace) -> int:
             "words": [{"word": w.word, "start_s": w.start_s, "end_s": w.end_s,
                        "confidence": w.confidence} for w in transcript.words],
             "engine": transcript.engine,
+            "alternatives": list(transcript.alternatives),
             "audio_seconds": round(audio_seconds, 3),
             "decode_seconds": round(decode_seconds, 3),
         }))

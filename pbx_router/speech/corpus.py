@@ -1,8 +1,12 @@
 """The domain phrase corpus: what callers say, as normalised sentences for language-model building.
 
-The hand-written part lives in ``data/domain_corpus.txt``; dates, times and digit strings are
-generated here because their combinations are regular and numerous. Pure functions, no I/O beyond
-reading the packaged text file.
+Sources, all packaged: ``data/domain_corpus.txt`` (short requests), the built-in base corpus of
+caller utterances per intent (``pbx_router/intents/data/base/*.txt``), medicine names
+(``pbx_router/intents/data/medicines.txt``, in the few frames callers put them in), red-flag words
+(``data/red_flag_words.txt`` and, when present, every phrase of
+``pbx_router/intents/data/red_flags.yaml``); dates, times and digit strings are generated here
+because their combinations are regular and numerous. Pure functions, no I/O beyond reading the
+packaged files.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import itertools
 import re
 from collections.abc import Iterable, Iterator
 from importlib import resources
+from importlib.resources.abc import Traversable
+from typing import Any
 
 DIGITS = ["oh", "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 TEENS = ["ten", "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
@@ -37,9 +43,68 @@ def normalise(text: str) -> str:
     return " ".join(_NON_WORD.sub(" ", text.lower().replace("’", "'")).split())
 
 
+# Read as package files (not imports): the intents package owns these, speech only reads them.
+_INTENTS_DATA = ("intents", "data")
+# How callers put a medicine name in a sentence; enough context for the trigrams around it.
+# Few frames on purpose: hundreds of names times many frames would outweigh the callers' corpus.
+_MEDICINE_FRAMES = ("{}", "my {}", "out of my {}")
+
+
+def _lines(resource: Traversable) -> list[str]:
+    if not resource.is_file():
+        return []
+    text = resource.read_text("utf-8")
+    return [normalise(line) for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _intents_data() -> Traversable:
+    return resources.files("pbx_router").joinpath(*_INTENTS_DATA)
+
+
 def packaged_sentences() -> list[str]:
-    text = resources.files("pbx_router.speech").joinpath("data/domain_corpus.txt").read_text("utf-8")
-    return [normalise(line) for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    return _lines(resources.files("pbx_router.speech").joinpath("data/domain_corpus.txt"))
+
+
+def base_corpus_sentences() -> list[str]:
+    """The built-in caller utterances per intent (written for the classifier; heard here)."""
+    base = _intents_data().joinpath("base")
+    if not base.is_dir():
+        return []
+    files = sorted((f for f in base.iterdir() if f.name.endswith(".txt")), key=lambda f: f.name)
+    return [line for f in files for line in _lines(f)]
+
+
+def medicine_sentences() -> list[str]:
+    names = _lines(_intents_data().joinpath("medicines.txt"))
+    return [frame.format(name) for name in dict.fromkeys(names) for frame in _MEDICINE_FRAMES]
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+
+
+def red_flag_sentences() -> list[str]:
+    """Red-flag words: the speech package's list plus every phrase in the screen's YAML (its
+    schema does not matter here: any string in it is something a caller may say)."""
+    phrases = _lines(resources.files("pbx_router.speech").joinpath("data/red_flag_words.txt"))
+    spec = _intents_data().joinpath("red_flags.yaml")
+    if spec.is_file():
+        import yaml
+
+        try:
+            data = yaml.safe_load(spec.read_text("utf-8"))
+        except yaml.YAMLError:
+            data = None
+        # Identifiers (snake_case keys' values such as flag names) are not speech; drop them.
+        phrases += [normalise(s) for s in _strings(data) if "_" not in s and len(s) < 80]
+    return [p for p in phrases if p]
 
 
 def _two_digit_numbers() -> Iterator[str]:
@@ -98,11 +163,13 @@ def generated_sentences() -> Iterator[str]:
 
 
 def domain_sentences(extra_phrases: Iterable[str] = ()) -> list[str]:
-    """All sentences for the domain model: packaged corpus, generated forms, then the intents'
-    phrases handed in at start-up (deduplicated, order kept so the build is reproducible)."""
+    """All sentences for the domain model: packaged corpus, base corpus, medicines, red flags,
+    generated forms, then the intents' phrases handed in at start-up (deduplicated, order kept so
+    the build is reproducible)."""
     seen: dict[str, None] = {}
-    for sentence in itertools.chain(packaged_sentences(), generated_sentences(),
-                                    (normalise(p) for p in extra_phrases)):
+    for sentence in itertools.chain(packaged_sentences(), base_corpus_sentences(),
+                                    medicine_sentences(), red_flag_sentences(),
+                                    generated_sentences(), (normalise(p) for p in extra_phrases)):
         if sentence:
             seen.setdefault(sentence, None)
     return list(seen)

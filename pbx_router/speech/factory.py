@@ -23,8 +23,13 @@ class RecognizerFactory:
     sample_rate: int = 16000
     model_path: str | None = None  # vosk: model directory; pocketsphinx: acoustic model (hmm) dir
     phrases: tuple[str, ...] = ()
-    # pocketsphinx: "domain" (LM built from the corpus + phrases) or "generic" (the wheel's LM).
+    # pocketsphinx: "domain" (LM built from the corpus + phrases, mixed with the most frequent
+    # words of the wheel's general English model) or "generic" (the wheel's LM as it is).
     language_model: str = "domain"
+    # The mixture (see lm.py): general words kept (0: the domain model alone) and their weight;
+    # None takes lm.GENERAL_WORDS / lm.GENERAL_WEIGHT.
+    general_words: int | None = None
+    general_weight: float | None = None
     lm_path: str | None = None  # filled in by prepare() for the domain LM
     dict_path: str | None = None
     server_url: str | None = None  # vosk-server
@@ -44,9 +49,12 @@ class RecognizerFactory:
         """Do the one-off, blocking work (build the domain LM) and return the ready description."""
         if self.engine != "pocketsphinx" or self.language_model != "domain" or self.lm_path:
             return self
-        from pbx_router.speech.lm import build_domain_model
+        from pbx_router.speech.lm import GENERAL_WEIGHT, GENERAL_WORDS, build_domain_model
 
-        model = build_domain_model(self.phrases, cache_dir=cache_dir)
+        model = build_domain_model(
+            self.phrases, cache_dir=cache_dir,
+            general_words=GENERAL_WORDS if self.general_words is None else self.general_words,
+            general_weight=GENERAL_WEIGHT if self.general_weight is None else self.general_weight)
         return replace(self, lm_path=str(model.lm_path), dict_path=str(model.dict_path))
 
     def create(self) -> Recognizer:

@@ -6,6 +6,7 @@ EnginePool session.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ from typing import Any
 from pbx_router.media.codecs import Resampler, read_wav
 from pbx_router.media.vad import Audio, Endpointer, EndpointerConfig, SpeechEnded, SpeechStarted
 from pbx_router.speech.factory import DEFAULT_ENGINE
-from pbx_router.speech.pool import EnginePool
+from pbx_router.speech.pool import EnginePool, Session
 from pbx_router.speech.types import Transcript
 
 _CHUNK_MS = 20  # the packetisation of externalMedia RTP
@@ -39,22 +40,41 @@ async def transcribe_pcm(pool: EnginePool, pcm: bytes, rate: int,
     offsets: list[float] = []
     start_s = 0.0
 
-    async with pool.session() as session:
+    # One pool session per utterance, as a live call opens one at each speech start: a session
+    # ends with its final transcript, so audio after it must go to a fresh one.
+    # One pool session per utterance, as a live call opens one at each speech start: a session
+    # ends with its final transcript, so the audio after it goes to a fresh one.
+    opened: contextlib.AbstractAsyncContextManager[Session] | None = None
+    session: Session | None = None
+    try:
         async def handle(events: list[Any]) -> None:
-            nonlocal start_s
+            nonlocal start_s, opened, session
             for event in events:
                 if isinstance(event, SpeechStarted):
                     start_s = max(0, event.at_ms - cfg.padding_ms) / 1000
                 elif isinstance(event, Audio):
+                    if session is None:
+                        opened = pool.session()
+                        session = await opened.__aenter__()
                     await session.feed(event.pcm)
-                elif isinstance(event, SpeechEnded):
-                    results.append(await session.finish(timeout))
+                elif isinstance(event, SpeechEnded) and session is not None and opened is not None:
+                    current, closing, session, opened = session, opened, None, None
+                    try:
+                        results.append(await current.finish(timeout))
+                    finally:
+                        await closing.__aexit__(None, None, None)
                     offsets.append(start_s)
 
         for offset in range(0, len(audio), chunk):
             await handle(ep.feed(audio[offset:offset + chunk]))
         await handle(ep.gap(cfg.end_silence_ms + cfg.frame_ms))  # end of file: close the utterance
+    finally:
+        if opened is not None:
+            await opened.__aexit__(None, None, None)
     return _join(results, offsets, pool.engine)
+
+
+_MAX_ALTERNATIVES = 5
 
 
 def _join(parts: list[Transcript], offsets: list[float], engine: str) -> Transcript:
@@ -63,8 +83,16 @@ def _join(parts: list[Transcript], offsets: list[float], engine: str) -> Transcr
     spoken = [p for p in parts if p.text]
     text = " ".join(p.text for p in spoken)
     confidence = round(sum(p.confidence for p in spoken) / len(spoken), 3) if spoken else 0.0
+    # An alternative of the whole recording: one utterance heard another way, the rest as best.
+    alternatives: dict[str, None] = {}
+    for index, part in enumerate(spoken):
+        for alt in part.alternatives:
+            joined = " ".join(filter(None, [*(p.text for p in spoken[:index]), alt,
+                                            *(p.text for p in spoken[index + 1:])]))
+            if joined != text and len(alternatives) < _MAX_ALTERNATIVES:
+                alternatives.setdefault(joined, None)
     return Transcript(text=text, confidence=confidence, words=words, engine=engine,
-                      is_final=True)
+                      is_final=True, alternatives=tuple(alternatives))
 
 
 async def transcribe_file_async(path: Path, pool: EnginePool) -> tuple[Transcript, float]:

@@ -53,8 +53,14 @@ def parse_message(raw: str, *, is_final: bool) -> tuple[Transcript, bool]:
         raise ValueError(f"recogniser returned malformed JSON: {exc.msg}") from None
     if not isinstance(data, dict):
         raise ValueError("recogniser result is not a JSON object")
+    others: tuple[str, ...] = ()
     if "alternatives" in data and isinstance(data["alternatives"], list) and data["alternatives"]:
-        data = data["alternatives"][0]  # max_alternatives > 0: the best one comes first
+        # max_alternatives > 0: the best one comes first, the rest are the n-best.
+        alts = [a for a in data["alternatives"] if isinstance(a, dict)]
+        data = alts[0] if alts else {}
+        best = _text(data.get("text", ""))
+        others = tuple(dict.fromkeys(t for t in (_text(a.get("text", "")) for a in alts[1:])
+                                     if t and t != best))
     if "partial" in data:
         return Transcript(text=_text(data["partial"]), confidence=0.0, engine=ENGINE,
                           is_final=False), True
@@ -71,7 +77,7 @@ def parse_message(raw: str, *, is_final: bool) -> tuple[Transcript, bool]:
     else:
         confidence = float(data.get("confidence", 0.0)) if text else 0.0
     return Transcript(text=text, confidence=round(confidence, 3), words=words, engine=ENGINE,
-                      is_final=is_final), False
+                      is_final=is_final, alternatives=others), False
 
 
 def merge(parts: list[Transcript], engine: str) -> Transcript:
@@ -83,8 +89,15 @@ def merge(parts: list[Transcript], engine: str) -> Transcript:
         confidence = sum(w.confidence for w in words) / len(words)
     else:
         confidence = sum(p.confidence for p in parts) / len(parts) if parts else 0.0
+    # Alternatives of the whole utterance: one segment heard another way, the others as best.
+    alternatives: dict[str, None] = {}
+    for index, part in enumerate(parts):
+        for alt in part.alternatives:
+            joined = " ".join([*(p.text for p in parts[:index]), alt, *(p.text for p in parts[index + 1:])])
+            if joined != text:
+                alternatives.setdefault(joined, None)
     return Transcript(text=text, confidence=round(confidence, 3), words=words, engine=engine,
-                      is_final=True)
+                      is_final=True, alternatives=tuple(alternatives)[:5])
 
 
 def _text(value: Any) -> str:
