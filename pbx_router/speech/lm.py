@@ -230,7 +230,7 @@ def interpolate(domain: BackoffModel, general: BackoffModel, general_weight: flo
         hist = model.grams[len(words) - 2].get(words[:-1])
         return (hist[1] if hist is not None else 1.0) * side_prob(model, z, words[1:], None)
 
-    uni = {(w,): ((0.0 if w == "<s>" else d * side_prob(domain, zd, (w,), None)
+    uni: dict[tuple[str, ...], tuple[float, float]] = {(w,): ((0.0 if w == "<s>" else d * side_prob(domain, zd, (w,), None)
                    + g * side_prob(general, zg, (w,), None)), 1.0)
            for w in vocabulary}
     result: list[dict[tuple[str, ...], tuple[float, float]]] = [uni]
@@ -293,7 +293,7 @@ def _general_lookup() -> tuple[object, Callable[[tuple[str, ...]], float]]:
 
     def lookup(words: tuple[str, ...]) -> float:
         # NGramModel.prob takes the word first, then its history nearest first.
-        return 10.0 ** logmath.log_to_log10(model.prob(list(reversed(words))))
+        return float(10.0 ** logmath.log_to_log10(model.prob(list(reversed(words)))))
 
     return (model, logmath), lookup
 

@@ -48,7 +48,7 @@ def parse_result(raw: str, *, is_final: bool) -> Transcript:
 def parse_message(raw: str, *, is_final: bool) -> tuple[Transcript, bool]:
     """-> (transcript, is_partial). A partial (``{"partial": ...}``) is never final."""
     try:
-        data = json.loads(raw)
+        data: Any = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise ValueError(f"recogniser returned malformed JSON: {exc.msg}") from None
     if not isinstance(data, dict):
@@ -56,7 +56,7 @@ def parse_message(raw: str, *, is_final: bool) -> tuple[Transcript, bool]:
     others: tuple[str, ...] = ()
     if "alternatives" in data and isinstance(data["alternatives"], list) and data["alternatives"]:
         # max_alternatives > 0: the best one comes first, the rest are the n-best.
-        alts = [a for a in data["alternatives"] if isinstance(a, dict)]
+        alts: list[dict[str, Any]] = [a for a in data["alternatives"] if isinstance(a, dict)]
         data = alts[0] if alts else {}
         best = _text(data.get("text", ""))
         others = tuple(dict.fromkeys(t for t in (_text(a.get("text", "")) for a in alts[1:])
@@ -70,7 +70,7 @@ def parse_message(raw: str, *, is_final: bool) -> tuple[Transcript, bool]:
             raise ValueError("recogniser word entry lacks 'word'")
         words.append(Word(word=str(item["word"]), start_s=float(item.get("start", 0.0)),
                           end_s=float(item.get("end", 0.0)),
-                          confidence=float(item.get("conf", item.get("confidence", 0.0)))))
+                          confidence=float(item.get("conf", item.get("confidence")) or 0.0)))
     text = _text(data.get("text", " ".join(w.word for w in words)))
     if words:
         confidence = sum(w.confidence for w in words) / len(words)
