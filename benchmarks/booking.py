@@ -62,7 +62,9 @@ async def bench_search(service: SchedulingService, n: int, rng: random.Random) -
     return timings
 
 
-async def bench_hold_confirm(service: SchedulingService, patient_ids: list[int], n: int, concurrency: int) -> tuple[int, float]:
+async def bench_hold_confirm(
+    service: SchedulingService, patient_ids: list[int], n: int, concurrency: int
+) -> tuple[int, float]:
     """``n`` hold+confirm pairs on distinct future slots by ``concurrency`` workers."""
     start = service.now() + dt.timedelta(days=35)
     slots = await service.find_slots(
@@ -112,8 +114,8 @@ async def measure(store: Store, args: argparse.Namespace, rng: random.Random) ->
         service = await SchedulingService.create(store.pool, cache_ttl=3600.0)
         patient_ids = [r["id"] for r in await store.pool.fetch("SELECT id FROM patients")]
         booked = await prefill(service, store, patient_ids, rng)
-        print(f"example clinic: {len(data.providers)} providers, {len(data.patients)} patients, {booked} prefilled bookings",
-              file=sys.stderr)
+        print(f"example clinic: {len(data.providers)} providers, {len(data.patients)} patients, "
+              f"{booked} prefilled bookings", file=sys.stderr)
         searches = 300 if args.quick else 3000
         pairs = 1500 if args.quick else 10000
         await bench_search(service, 30, rng)  # warm-up: prepared statements, caches

@@ -62,7 +62,8 @@ PACKET_BYTES = FMT.samples_per_frame * 2
 TICK = os.sysconf("SC_CLK_TCK")
 END_SILENCE_MS = EndpointerConfig().end_silence_ms
 TRAFFIC = ("slin16 RTP, 20 ms packets, UDP loopback from a separate sender process, continuous "
-           "(silence sent as packets); per call: one fixture utterance (English 1.3-3.5 s; Korean 4.9 s for the Korean Vosk model) then 3-6 s "
+           "(silence sent as packets); per call: one fixture utterance (English 1.3-3.5 s; Korean 4.9 s "
+           "for the Korean Vosk model) then 3-6 s "
            "silence, repeated, random start 0-6 s (~1/3 voiced); receive path as calls/listen.py "
            "(RtpEndpoint -> webrtcvad Endpointer, 600 ms end silence -> pool session per "
            "utterance); latency from the send time of the packet completing end of speech")

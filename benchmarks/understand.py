@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -45,7 +46,7 @@ def rss_mb() -> float:
 
 def rules_file(n_rules: int, seed: int = 3) -> dict[str, object]:
     """The example clinic's intents, targets and calendars with ``n_rules`` generated rules."""
-    clinic = yaml.safe_load(CLINIC.read_text(encoding="utf-8"))
+    clinic: dict[str, Any] = yaml.safe_load(CLINIC.read_text(encoding="utf-8"))
     rng = random.Random(seed)
     intents = list(clinic["intents"])
     queue_targets = [n for n, t in clinic["targets"].items() if "queue" in t]

@@ -202,7 +202,7 @@ class _PositionLoader(yaml.SafeLoader):
 def _load_with_positions(text: str, filename: str) -> tuple[Any, dict[tuple[Any, ...], tuple[int, int]]]:
     positions: dict[tuple[Any, ...], tuple[int, int]] = {}
     loader = _PositionLoader(text)
-    loader.name = filename  # type: ignore[attr-defined]
+    loader.name = filename
     try:
         node = loader.get_single_node()
     finally:
@@ -375,7 +375,7 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
         sec = data.get(name)
         sec = dict(sec) if isinstance(sec, dict) else ({} if sec is None else sec)
         data[name] = sec
-        return sec  # type: ignore[no-any-return]
+        return sec
 
     if env.get(ENV_ARI_PASSWORD):
         sec = section("ari")

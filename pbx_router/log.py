@@ -33,7 +33,7 @@ import threading
 import traceback
 from collections.abc import Callable, Iterable, MutableMapping
 from types import TracebackType
-from typing import IO, Any
+from typing import Any, TextIO
 
 import structlog
 
@@ -113,9 +113,9 @@ def _exc_info(value: Any) -> ExcInfo | None:
     if isinstance(value, BaseException):
         return type(value), value, value.__traceback__
     if isinstance(value, tuple) and len(value) == 3 and value[0] is not None:
-        return value  # type: ignore[return-value]
+        return value
     info = sys.exc_info()
-    return info if info[0] is not None else None  # type: ignore[return-value]
+    return info if info[0] is not None else None
 
 
 def _withhold(te: traceback.TracebackException, exc: BaseException | None, seen: set[int]) -> None:
@@ -126,11 +126,14 @@ def _withhold(te: traceback.TracebackException, exc: BaseException | None, seen:
     if exc is None or not isinstance(exc, _SAFE_MESSAGE):
         sqlstate = getattr(exc, "sqlstate", None)
         # TracebackException keeps the message in ``_str`` (3.11-3.13) and prints it from there.
-        setattr(te, "_str", f"{WITHHELD} (SQLSTATE {sqlstate})" if isinstance(sqlstate, str) else WITHHELD)
+        # setattr: the type stubs do not declare this private attribute.
+        setattr(te, "_str", f"{WITHHELD} (SQLSTATE {sqlstate})" if isinstance(sqlstate, str) else WITHHELD)  # noqa: B010
         if getattr(te, "__notes__", None):
-            setattr(te, "__notes__", None)  # add_note() text can quote data as well
+            te.__notes__ = None  # add_note() text can quote data as well
         if isinstance(exc, SyntaxError):
-            te.text = None  # the offending source line, which may be data (a YAML or JSON value)
+            # The offending source line, which may be data (a YAML or JSON value). typeshed types it
+            # str, but None is what the runtime keeps when there is no line, and prints nothing for.
+            te.text = None  # type: ignore[assignment]
     if te.__cause__ is not None:
         _withhold(te.__cause__, exc.__cause__ if exc is not None else None, seen)
     if te.__context__ is not None:
@@ -257,7 +260,7 @@ def processors(exception_messages: bool = False) -> list[Callable[..., Any]]:
 # --- setup ---------------------------------------------------------------------------------------
 
 
-class _Handler(logging.StreamHandler):  # type: ignore[type-arg]
+class _Handler(logging.StreamHandler[TextIO]):
     """Our root handler (marked so a second ``configure`` replaces it)."""
 
 
@@ -267,7 +270,7 @@ def _is_replaceable(handler: logging.Handler) -> bool:
     return isinstance(handler, _Handler) or type(handler) is logging.StreamHandler
 
 
-def configure(level: str = "info", json: bool | None = None, stream: IO[str] | None = None) -> None:
+def configure(level: str = "info", json: bool | None = None, stream: TextIO | None = None) -> None:
     """Configure structlog, the stdlib root logger and the uncaught-exception hooks once, at
     process start. Every line goes to ``stream`` (stderr) through the same redacting chain."""
     out = sys.stderr if stream is None else stream

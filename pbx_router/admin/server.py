@@ -109,7 +109,9 @@ async def _read_json(request: web.Request) -> Any:
     except UnicodeDecodeError:
         raise InvalidRequestError("the body is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
-        raise InvalidRequestError(f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise InvalidRequestError(
+            f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     except RecursionError:
         raise InvalidRequestError("the body is nested too deeply") from None
 

@@ -6,7 +6,6 @@ the text in ``message`` or, for some 500s, in ``error`` (both are read).
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from collections.abc import Mapping, Sequence
@@ -104,7 +103,7 @@ class AriClient:
             ) as resp:
                 body = await resp.read()
                 status = resp.status
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AriTimeout("no answer from Asterisk", method=method, path=path) from None
         except aiohttp.ClientError as exc:
             raise AriUnavailable(f"cannot reach Asterisk: {exc}", method=method, path=path) from None

@@ -55,7 +55,10 @@ class Backoff:
         self._rng = rng or random.Random()
 
     def next_delay(self) -> float:
-        ceiling = min(self.maximum, self.minimum * (2**self._attempt))
+        # The exponent stops at 60 (far past any cap): 2**1024 does not fit in a float, and after
+        # ~1,000 failed attempts (hours of Asterisk down) the multiplication raised OverflowError,
+        # which ended the reconnect loop for good.
+        ceiling = min(self.maximum, self.minimum * 2.0 ** min(self._attempt, 60))
         self._attempt += 1
         # "Equal jitter": never less than half the ceiling, so a flapping Asterisk is not hammered.
         return ceiling / 2 + self._rng.uniform(0, ceiling / 2)

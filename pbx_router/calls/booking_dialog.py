@@ -301,7 +301,8 @@ class BookingDialog:
         assert self.patient is not None
         scheduling = self.backend.scheduling
         self.hold = await self._db(scheduling.hold(
-            slot, self.patient.id, idempotency_key=f"{self.call.call_id}:hold:{slot.provider_id}:{slot.start.isoformat()}",
+            slot, self.patient.id,
+            idempotency_key=f"{self.call.call_id}:hold:{slot.provider_id}:{slot.start.isoformat()}",
             call_id=self.call.call_id,
         ))
         self._step("confirm")
@@ -333,7 +334,9 @@ class BookingDialog:
             return heard.text
         return ""
 
-    async def _ask(self, prompt: Sequence[str], *, accept: Any, again: Sequence[str] | None = None) -> Any:
+    async def _ask(
+        self, prompt: Sequence[str], *, accept: Callable[[Heard], T | None], again: Sequence[str] | None = None
+    ) -> T:
         """Ask until ``accept(heard)`` gives an answer (not None); silence or an unclear answer asks
         again (``tries_per_question``), "operator" / 0 goes to a person at once."""
         media = list(prompt)
@@ -387,10 +390,11 @@ def _named_or_next(upcoming: Sequence[Appointment], request: BookingRequest, tex
     def local(a: Appointment) -> dt.date:
         return a.start.astimezone(tz).date()
 
-    for matches in (
+    checks: tuple[Callable[[dt.date], bool], ...] = (
         lambda d: d.weekday() in weekdays,
         lambda d: d in request.days or d.weekday() in request.weekdays,
-    ):
+    )
+    for matches in checks:
         for appointment in upcoming:
             if matches(local(appointment)):
                 return appointment

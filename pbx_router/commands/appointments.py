@@ -132,9 +132,10 @@ async def _list(store: Store, service: SchedulingService, args: argparse.Namespa
     start = dt.datetime.combine(day, dt.time(0), tzinfo=service.tz)
     end = dt.datetime.combine(day + dt.timedelta(days=max(1, args.days)), dt.time(0), tzinfo=service.tz)
     appointments = await service.list_appointments(start, end, provider_id=args.provider)
-    records = dict(await store.pool.fetch(
+    rows = await store.pool.fetch(
         "SELECT id, record_number FROM patients WHERE id = ANY($1::bigint[])", [a.patient_id for a in appointments]
-    ))
+    )
+    records: dict[int, str] = {row["id"]: row["record_number"] for row in rows}
     for a in appointments:
         print(f"{a.id:>6}  {_local(a.start, service)}  {a.provider_id:<10} {a.type_id:<12} {a.status.value:<7}"
               f" {records.get(a.patient_id, '?')}")

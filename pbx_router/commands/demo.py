@@ -101,7 +101,9 @@ async def _demo(args: argparse.Namespace) -> int:
             pbx.sounds["hello-world"] = 2.0
             # The clinic's staff phones (examples/clinic.yaml agents) pick up after a ring and talk briefly.
             for n in (1, 2, 3):
-                pbx.add_endpoint(f"PJSIP/agent{n}", AgentBehaviour.answer_then_hangup(answer_after=1.0, talk_seconds=2.0))
+                pbx.add_endpoint(
+                    f"PJSIP/agent{n}", AgentBehaviour.answer_then_hangup(answer_after=1.0, talk_seconds=2.0)
+                )
             rules = f"rules: {json.dumps(str(RULES))}\n" if RULES.exists() else ""
             cfg = parse_config(
                 f"""
@@ -146,8 +148,7 @@ admin: {{enabled: false}}
                 booking = await _booking_call(app, pbx)
                 for batch in (day, night):
                     if app.brain is not None:
-                        clock = batch[0].clock
-                        app.brain.clock = lambda clock=clock: clock
+                        app.brain.clock = _fixed_clock(batch[0].clock)
                     for s in batch:
                         s.call = await pbx.place_call(caller_number=s.number, dialled="100", **s.kwargs)
                     await asyncio.gather(*[_follow(pbx, s.call) for s in batch], return_exceptions=True)
@@ -161,6 +162,11 @@ admin: {{enabled: false}}
     return 0
 
 
+def _fixed_clock(at: dt.datetime) -> Callable[[], dt.datetime]:
+    """A clock that always says ``at`` (the demo's day and night)."""
+    return lambda: at
+
+
 async def _booking_call(app: Any, pbx: Any) -> Scenario | None:
     """A patient books a checkup on the keypad: the self-service flow end to end."""
     from pbx_router.calls import booking_prompts as p
@@ -170,7 +176,8 @@ async def _booking_call(app: Any, pbx: Any) -> Scenario | None:
         return None
     app.brain.clock = lambda: TUESDAY_MORNING
     store = await app.get_store()
-    await import_clinic_data(store.pool, await asyncio.to_thread(load_clinic_file, ROOT / "examples" / "clinic-data.yaml"))
+    clinic = await asyncio.to_thread(load_clinic_file, ROOT / "examples" / "clinic-data.yaml")
+    await import_clinic_data(store.pool, clinic)
     # Sofia is patient MRN00004 in examples/clinic-patients.csv (date of birth 02/03/2004).
     s = Scenario("Presses 1, types her date of birth, picks the 2nd time", "+15552220104", {"dtmf": [(0.5, "1")]})
     s.call = call = await pbx.place_call(caller_number=s.number, dialled="100", **s.kwargs)

@@ -92,7 +92,8 @@ def register(subparsers: Any) -> None:
     ev.add_argument(
         "--max-false-emergency", type=float, metavar="F", help="exit 1 when the false-emergency rate is above F"
     )
-    ev.add_argument("--max-wer", type=float, metavar="F", help="with --audio: exit 1 when the word error rate is above F")
+    ev.add_argument("--max-wer", type=float, metavar="F",
+                    help="with --audio: exit 1 when the word error rate is above F")
     ev.add_argument("--failures", type=int, default=40, metavar="N", help="show at most N failed rows (default 40)")
     ev.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     ev.set_defaults(func=cmd_evaluate)
@@ -174,7 +175,7 @@ def read_corpus(path: Path) -> list[Row]:
             if tuple(header[:3]) != COLUMNS[:3]:
                 raise CorpusError(f"{path}:{number}: header must start with id, text, intent (got {header[:3]})")
             continue
-        record = dict(zip(header, fields))
+        record = dict(zip(header, fields, strict=False))  # a row may leave out trailing columns
         ident, sentence, intent = (record.get(k, "").strip() for k in ("id", "text", "intent"))
         if not ident or not sentence or not intent:
             raise CorpusError(f"{path}:{number}: id, text and intent are required")
@@ -274,7 +275,9 @@ def summarise(report: Report, rs: RuleSet) -> dict[str, Any]:
 
 
 def print_report(summary: dict[str, Any], report: Report, failures: int, out: TextIO) -> None:
-    p = lambda *a: print(*a, file=out)  # noqa: E731 - local shorthand
+    def p(*a: object) -> None:  # local shorthand
+        print(*a, file=out)
+
     p(f"rows: {summary['rows']}   accuracy: {summary['accuracy']:.1%}")
     if summary["emergency_recall"] is not None:
         p(f"emergencies: {summary['emergencies']}   recall: {summary['emergency_recall']:.1%}   "

@@ -47,7 +47,8 @@ def register(subparsers: Any) -> None:
     sim = subparsers.add_parser(
         "simulate",
         help="show how a call would be routed",
-        description="Run an utterance (or recording) through the matcher and rules and print the decision and its trace.",
+        description="Run an utterance (or recording) through the matcher and rules and print the decision "
+        "and its trace.",
     )
     sim.add_argument("-r", "--rules", type=Path, required=True, metavar="RULES.yaml")
     src = sim.add_mutually_exclusive_group(required=True)
@@ -434,4 +435,4 @@ def _describe(target: dict[str, Any]) -> str:
     inner = params.get(target["kind"]) if set(params) == {target["kind"]} else None
     if inner is not None:
         return f"{target['kind']} {inner}"
-    return target["kind"] + " " + ", ".join(f"{k}={v}" for k, v in params.items())
+    return f"{target['kind']} " + ", ".join(f"{k}={v}" for k, v in params.items())

@@ -73,7 +73,9 @@ class OverflowSpec(_Model):
     queue: Text | None = Field(default=None, description="Another daemon-owned queue.")
     voicemail: VoicemailBox | None = None
     callback: CallbackRequest | None = None
-    message: Text | None = Field(default=None, description="Media URI played before hanging up, e.g. sound:custom/busy.")
+    message: Text | None = Field(
+        default=None, description="Media URI played before hanging up, e.g. sound:custom/busy."
+    )
     target: Text | None = Field(default=None, description="A named target from the rules file.")
 
     @model_validator(mode="before")
@@ -88,7 +90,9 @@ class OverflowSpec(_Model):
     def _exactly_one(self) -> OverflowSpec:
         kinds = [k for k in OVERFLOW_KINDS if getattr(self, k) is not None]
         if len(kinds) != 1:
-            raise ValueError("an overflow needs exactly one of: " + ", ".join(OVERFLOW_KINDS) + f" (got {kinds or 'none'})")
+            raise ValueError(
+                "an overflow needs exactly one of: " + ", ".join(OVERFLOW_KINDS) + f" (got {kinds or 'none'})"
+            )
         return self
 
     @property
@@ -107,22 +111,29 @@ class QueueConfig(_Model):
     ring_timeout_s: float = Field(default=15.0, gt=0, le=600)
     retry_s: float = Field(
         default=5.0, ge=0, le=600,
-        description="Pause after every agent was tried without an answer; also how long an agent whose leg failed is skipped.",
+        description="Pause after every agent was tried without an answer; also how long an agent whose leg "
+        "failed is skipped.",
     )
     wrapup_s: float = Field(default=0.0, ge=0, le=3600)
     max_wait_s: float | None = Field(default=None, gt=0, description="Longest a caller waits before overflow_on_time.")
-    max_len: int | None = Field(default=None, ge=0, description="Callers waiting at most; the next goes to overflow_on_length.")
+    max_len: int | None = Field(
+        default=None, ge=0, description="Callers waiting at most; the next goes to overflow_on_length."
+    )
     overflow_on_time: OverflowSpec | None = None
     overflow_on_length: OverflowSpec | None = None
     leave_when_empty: bool = Field(
-        default=False, description="Overflow (on_time target) at once when no agent of this queue is logged in and reachable.",
+        default=False,
+        description="Overflow (on_time target) at once when no agent of this queue is logged in and reachable.",
     )
-    announce_every_s: float | None = Field(default=60.0, gt=0, description="Position/hold-time announcements; null = never.")
+    announce_every_s: float | None = Field(
+        default=60.0, gt=0, description="Position/hold-time announcements; null = never."
+    )
     announce_position: bool = True
     announce_holdtime: bool = True
     service_level_s: float = Field(default=30.0, gt=0)
     required_skills: dict[Text, int] = Field(
-        default_factory=dict, description="Skills every caller of this queue needs (skills strategy), name: minimum level.",
+        default_factory=dict,
+        description="Skills every caller of this queue needs (skills strategy), name: minimum level.",
     )
     default_handle_s: float = Field(
         default=180.0, gt=0, description="Handle time assumed for wait estimates until calls have been measured.",

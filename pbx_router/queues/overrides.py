@@ -24,7 +24,9 @@ from typing import Any, Literal, get_args
 from pbx_router.queues.model import PRESENCES, OverflowSpec
 from pbx_router.rules.facts import Override as RuleOverride
 
-OverrideKind = Literal["close_queue", "open_queue", "redirect_queue", "redirect_intent", "after_hours", "agent_presence"]
+OverrideKind = Literal[
+    "close_queue", "open_queue", "redirect_queue", "redirect_intent", "after_hours", "agent_presence"
+]
 OVERRIDE_KINDS: tuple[str, ...] = get_args(OverrideKind)
 _QUEUE_KINDS = frozenset({"close_queue", "open_queue", "redirect_queue"})
 _NEEDS_TARGET = frozenset({"redirect_queue", "redirect_intent", "agent_presence"})

@@ -242,7 +242,7 @@ class Dispatcher:
         if directive.state != "open":
             target = directive.target or (q.config.overflow_on_time if directive.state == "closed" else None)
             counters.overflowed[directive.state] += 1
-            return [Overflow(caller_id, queue, target, directive.state, priority, arrived)]  # type: ignore[arg-type]
+            return [Overflow(caller_id, queue, target, directive.state, priority, arrived)]
         if (q.config.leave_when_empty or leave_when_empty) and self.pool.counts(queue, now).staffed == 0:
             counters.overflowed["no_agents"] += 1
             return [Overflow(caller_id, queue, q.config.overflow_on_time, "no_agents", priority, arrived)]
@@ -425,7 +425,7 @@ class Dispatcher:
                 target: OverflowSpec | None
                 w = self._waiting[caller.caller_id]
                 if directive.state != "open":
-                    reason = directive.state  # type: ignore[assignment]
+                    reason = directive.state
                     target = directive.target or (cfg.overflow_on_time if directive.state == "closed" else None)
                 elif cfg.max_wait_s is not None and now - caller.joined_at >= cfg.max_wait_s:
                     reason, target = "max_wait", cfg.overflow_on_time
@@ -466,7 +466,9 @@ class Dispatcher:
                 a.ringing_for = caller.caller_id
                 self._ringing[a.endpoint] = caller.caller_id
                 w.legs[a.endpoint] = deadline
-            actions.append(RingAgents(caller.caller_id, caller.queue, tuple(a.endpoint for a in chosen), cfg.ring_timeout_s))
+            actions.append(
+                RingAgents(caller.caller_id, caller.queue, tuple(a.endpoint for a in chosen), cfg.ring_timeout_s)
+            )
 
     def _announce(self, now: float, actions: list[Action]) -> None:
         for name, q in self.queues.items():

@@ -538,7 +538,7 @@ def _decide_one(rs: RuleSet, facts: CallFacts, ctx: _Ctx) -> Decision:
     )
     held_parts = [
         f"{c.label}={_short(r[0])}"
-        for c, r in zip(chosen.conditions, evaluated[-1][1] if evaluated else ())
+        for c, r in zip(chosen.conditions, evaluated[-1][1] if evaluated else (), strict=False)
     ]
     reason = chosen.reason or (
         f"rule '{chosen.name}' matched: " + ", ".join(held_parts)
@@ -650,7 +650,8 @@ def _trace_builder(
                 results, ok = done[rule.index]
                 conds = tuple(
                     ConditionTrace(c.label, c.expected, saw, held)
-                    for c, (saw, held) in zip(rule.conditions, results)
+                    # Not strict: a failing condition ends the rule, so results may be shorter.
+                    for c, (saw, held) in zip(rule.conditions, results, strict=False)
                 )
                 out.append(RuleTrace(rule.name, rule.index, ok, conds))
             else:  # skipped by the intent index: its intent condition is what failed

@@ -71,7 +71,10 @@ class RuleSet:
     loaded_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     def __repr__(self) -> str:
-        return f"RuleSet(path={self.path!r}, version={self.version!r}, rules={len(self.rules)}, intents={len(self.spec.intents)})"
+        return (
+            f"RuleSet(path={self.path!r}, version={self.version!r}, rules={len(self.rules)}, "
+            f"intents={len(self.spec.intents)})"
+        )
 
     @property
     def intents(self) -> dict[str, IntentSpec]:
@@ -334,7 +337,8 @@ def _cross_check(
         ):
             warn(
                 (*base, "then", "target"),
-                f"emergency intent(s) {sorted(urgent_intents)} routed to self-service; the safety net will send them to '{emergency}'",
+                f"emergency intent(s) {sorted(urgent_intents)} routed to self-service; "
+                f"the safety net will send them to '{emergency}'",
             )
 
     last = spec.rules[-1]

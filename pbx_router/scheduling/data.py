@@ -151,7 +151,10 @@ def parse_clinic_data(text: str, source: str = "clinic-data.yaml", base_dir: Pat
     country = str(doc.get("country_code") or "1")
 
     locations = tuple(
-        Location(str(_require(e, "id", f"{source}: locations[{i}]")), str(e.get("name") or e["id"]), str(e.get("address") or ""))
+        Location(
+            str(_require(e, "id", f"{source}: locations[{i}]")), str(e.get("name") or e["id"]),
+            str(e.get("address") or ""),
+        )
         for i, e in enumerate(doc.get("locations") or [])
     )
     location_ids = {loc.id for loc in locations}
@@ -210,7 +213,9 @@ def parse_clinic_data(text: str, source: str = "clinic-data.yaml", base_dir: Pat
         kind = str(entry.get("kind") or "unavailable")
         if kind not in ("unavailable", "available") or begins >= ends:
             raise ValueError(f"{where}: kind must be unavailable/available and from < to")
-        exceptions.append(AvailabilityException(begins, ends, kind, provider, entry.get("location"), str(entry.get("reason") or "")))
+        exceptions.append(
+            AvailabilityException(begins, ends, kind, provider, entry.get("location"), str(entry.get("reason") or ""))
+        )
 
     patients = [_patient(e, f"{source}: patients[{i}]", country) for i, e in enumerate(doc.get("patients") or [])]
     csv_name = doc.get("patients_csv")
@@ -224,7 +229,9 @@ def parse_clinic_data(text: str, source: str = "clinic-data.yaml", base_dir: Pat
     for patient in patients:
         if patient.usual_provider_id is not None and patient.usual_provider_id not in provider_ids:
             raise ValueError(f"{source}: patient {patient.record_number}: unknown usual_provider")
-    return ClinicData(tz, locations, tuple(providers), tuple(types), tuple(templates), tuple(exceptions), tuple(patients))
+    return ClinicData(
+        tz, locations, tuple(providers), tuple(types), tuple(templates), tuple(exceptions), tuple(patients)
+    )
 
 
 def load_clinic_file(path: Path) -> ClinicData:
@@ -261,7 +268,10 @@ async def import_clinic_data(pool: asyncpg.Pool, data: ClinicData) -> ImportCoun
         await conn.executemany(
             "INSERT INTO availability_templates (provider_id, location_id, weekday, start_time, end_time,"
             " valid_from, valid_until) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            [(t.provider_id, t.location_id, t.weekday, t.start, t.end, t.valid_from, t.valid_until) for t in data.templates],
+            [
+                (t.provider_id, t.location_id, t.weekday, t.start, t.end, t.valid_from, t.valid_until)
+                for t in data.templates
+            ],
         )
         await conn.executemany(
             "INSERT INTO appointment_types (id, name, duration_minutes, step_minutes, keywords, phone_bookable)"
@@ -272,14 +282,17 @@ async def import_clinic_data(pool: asyncpg.Pool, data: ClinicData) -> ImportCoun
               None if t.step is None else t.step // dt.timedelta(minutes=1), list(t.keywords), t.phone_bookable)
              for t in data.types],
         )
-        await conn.execute("DELETE FROM appointment_type_providers WHERE type_id = ANY($1::text[])", [t.id for t in data.types])
+        await conn.execute(
+            "DELETE FROM appointment_type_providers WHERE type_id = ANY($1::text[])", [t.id for t in data.types]
+        )
         await conn.executemany(
             "INSERT INTO appointment_type_providers (type_id, provider_id) VALUES ($1, $2)",
             [(t.id, p) for t in data.types for p in t.provider_ids],
         )
         # Exceptions have no natural key: the file is the list, so replace what it covers.
         await conn.execute(
-            "DELETE FROM availability_exceptions WHERE provider_id IS NULL OR provider_id = ANY($1::text[])", provider_ids
+            "DELETE FROM availability_exceptions WHERE provider_id IS NULL OR provider_id = ANY($1::text[])",
+            provider_ids,
         )
         await conn.executemany(
             "INSERT INTO availability_exceptions (provider_id, location_id, during, kind, reason)"
@@ -301,5 +314,7 @@ async def import_clinic_data(pool: asyncpg.Pool, data: ClinicData) -> ImportCoun
                 "INSERT INTO patient_phones (patient_id, number) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 [(patient_id, number) for number in dict.fromkeys(patient.phones)],
             )
-    return ImportCounts(len(data.providers), len(data.types), len(data.templates), len(data.exceptions), len(data.patients))
+    return ImportCounts(
+        len(data.providers), len(data.types), len(data.templates), len(data.exceptions), len(data.patients)
+    )
 

@@ -52,7 +52,9 @@ def day_bounds(day: dt.date, tz: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
     return local_instant(day, dt.time(0), tz), local_instant(day + dt.timedelta(days=1), dt.time(0), tz)
 
 
-def merge(intervals: Iterable[tuple[dt.datetime, dt.datetime, str | None]]) -> list[tuple[dt.datetime, dt.datetime, str | None]]:
+def merge(
+    intervals: Iterable[tuple[dt.datetime, dt.datetime, str | None]],
+) -> list[tuple[dt.datetime, dt.datetime, str | None]]:
     """Union of overlapping or touching windows (overlapping templates give one window; the
     location of the earliest window wins)."""
     merged: list[tuple[dt.datetime, dt.datetime, str | None]] = []

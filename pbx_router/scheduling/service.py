@@ -133,7 +133,9 @@ async def load_reference(conn: asyncpg.Connection | asyncpg.Pool, since: dt.date
             for r in template_rows
         ),
         exceptions=tuple(
-            AvailabilityException(r["start_at"], r["end_at"], r["kind"], r["provider_id"], r["location_id"], r["reason"])
+            AvailabilityException(
+                r["start_at"], r["end_at"], r["kind"], r["provider_id"], r["location_id"], r["reason"]
+            )
             for r in exception_rows
         ),
     )
@@ -448,6 +450,7 @@ class SchedulingService:
                         old["patient_id"], new_slot.provider_id, new_slot.location_id, new_slot.type_id,
                         new_slot.start, new_slot.end, source.value, call_id, appointment_id, now,
                     )
+                    assert row is not None  # a plain INSERT ... RETURNING returns its row or raises
                     await self._step("booked")
                     if idempotency_key is not None:
                         await conn.execute(

@@ -146,7 +146,10 @@ def _safe_date(year: int, month: int, day: int) -> dt.date | None:
 
 # -- date of birth ----------------------------------------------------------------------------
 
-_DOB_FILLER = {"the", "of", "my", "is", "its", "it", "s", "born", "on", "date", "birth", "birthday", "i", "was", "um", "uh", "and"}
+_DOB_FILLER = {
+    "the", "of", "my", "is", "its", "it", "s", "born", "on", "date", "birth", "birthday", "i", "was", "um", "uh",
+    "and",
+}
 
 
 def parse_dob_keypad(digits: str, today: dt.date | None = None) -> dt.date | None:
@@ -218,8 +221,14 @@ def _numeric_dob(words: Sequence[str]) -> dt.date | None:
 
 # -- yes / no / operator ----------------------------------------------------------------------
 
-_YES = {"yes", "yeah", "yep", "yup", "correct", "right", "sure", "ok", "okay", "perfect", "great", "fine", "confirm", "book", "absolutely", "definitely", "please"}
-_NO = {"no", "nope", "nah", "wrong", "incorrect", "not", "dont", "don", "cancel", "different", "another", "other", "neither", "none"}
+_YES = {
+    "yes", "yeah", "yep", "yup", "correct", "right", "sure", "ok", "okay", "perfect", "great", "fine", "confirm",
+    "book", "absolutely", "definitely", "please",
+}
+_NO = {
+    "no", "nope", "nah", "wrong", "incorrect", "not", "dont", "don", "cancel", "different", "another", "other",
+    "neither", "none",
+}
 _HUMAN = {"operator", "representative", "human", "person", "agent", "receptionist", "someone", "somebody", "staff"}
 _HUMAN_PHRASES = ("front desk", "real person", "talk to a", "speak to a", "speak with", "talk with")
 
@@ -361,7 +370,9 @@ def parse_request(
                 date = _next_date_in_month(today, day[0])
                 if date is not None:
                     days.add(date)
-        elif word in ("after", "from") and i + 1 < len(words) and words[i + 1] == "next" and "week" in words[i + 2:i + 3]:
+        elif (
+            word in ("after", "from") and i + 1 < len(words) and words[i + 1] == "next" and "week" in words[i + 2:i + 3]
+        ):
             earliest = today + dt.timedelta(days=7 - today.weekday())
         i += 1
     return BookingRequest(

@@ -33,7 +33,8 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from pbx_router.log import get_logger
 from pbx_router.speech.factory import RecognizerFactory
@@ -341,8 +342,8 @@ class ProcessBackend:
     def _new_worker(self) -> _Worker:
         return _Worker(self._factory.to_json(), self._on_worker_exit, self._prewarm, self._on_stall)
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.get_running_loop().create_task(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -397,7 +398,8 @@ class ProcessBackend:
         await self._replace(old, keep_old=True)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + RETIRE_GRACE_S
-        while old.sessions and old.alive and loop.time() < deadline and not self._closing:
+        # Polled: four conditions owned by different tasks; none is worth an Event of its own.
+        while old.sessions and old.alive and loop.time() < deadline and not self._closing:  # noqa: ASYNC110
             await asyncio.sleep(0.2)
         self._workers = [w for w in self._workers if w is not old]
         await old.close(timeout=1.0)

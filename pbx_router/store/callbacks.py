@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import asyncpg
 
+from pbx_router.store.conn import DbConnection
 from pbx_router.store.errors import CallbackConflictError, CallbackNotFoundError
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ def params_from_record(record: CallRecord) -> tuple[Any, ...] | None:
     )
 
 
-async def insert_from_calls(conn: asyncpg.Connection, records: Iterable[CallRecord]) -> int:
+async def insert_from_calls(conn: DbConnection, records: Iterable[CallRecord]) -> int:
     """Create the callback rows the records ask for (inside the caller's transaction)."""
     params = [p for p in (params_from_record(r) for r in records) if p is not None]
     if params:

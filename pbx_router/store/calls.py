@@ -9,6 +9,7 @@ arrival and any number of duplicates give the same row.
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any
 import asyncpg
 
 from pbx_router.store.callbacks import insert_from_calls
+from pbx_router.store.conn import DbConnection
 
 _TEXT_FIELDS = (
     "channel_id",
@@ -236,7 +238,7 @@ def _from_row(row: asyncpg.Record) -> CallRecord:
     )
 
 
-async def upsert_calls(conn: asyncpg.Connection, records: Iterable[CallRecord]) -> int:
+async def upsert_calls(conn: DbConnection, records: Iterable[CallRecord]) -> int:
     """Write records in one transaction, with the callback requests they carry (see
     ``callbacks.py``); returns how many records. Used by the recorder."""
     batch = list(records)
@@ -270,7 +272,10 @@ class CallRepository:
         )
         return [_from_row(row) for row in rows]
 
-    async def recent_times(self, number: str, since: datetime | timedelta, limit: int = 100) -> list[datetime]:
+    # builtins.list: inside this class ``list`` names the method above.
+    async def recent_times(
+        self, number: str, since: datetime | timedelta, limit: int = 100
+    ) -> builtins.list[datetime]:
         """When ``number`` called since a moment (or within a period), newest first."""
         start = datetime.now(UTC) - since if isinstance(since, timedelta) else _aware(since)
         rows = await self._pool.fetch(

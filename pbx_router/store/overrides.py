@@ -19,6 +19,7 @@ import asyncpg
 
 from pbx_router.log import get_logger
 from pbx_router.queues.overrides import Override
+from pbx_router.store.conn import DbConnection
 from pbx_router.store.errors import StoreError
 from pbx_router.store.store import CONNECTION_ERRORS
 
@@ -82,7 +83,7 @@ class OverrideRepository:
 
     async def save(self, override: Override) -> bool:
         """Record a new override; False if that id was recorded already (a retry)."""
-        async def run(conn: asyncpg.Connection) -> bool:
+        async def run(conn: DbConnection) -> bool:
             status = await conn.execute(
                 "INSERT INTO overrides (id, kind, scope, target, author, reason, created_at, expires_at)"
                 " VALUES ($1, $2, $3, $4::text::jsonb, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING",
@@ -96,7 +97,7 @@ class OverrideRepository:
 
     async def cancel(self, override_id: str, author: str, reason: str, at: dt.datetime) -> bool:
         """End an override at ``at``; False if there is no such override still in force then."""
-        async def run(conn: asyncpg.Connection) -> bool:
+        async def run(conn: DbConnection) -> bool:
             row = await conn.fetchrow(
                 "UPDATE overrides SET cancelled_at = $2, cancelled_by = $3, cancel_reason = $4"
                 " WHERE id = $1 AND cancelled_at IS NULL AND expires_at > $2 RETURNING id",
@@ -109,7 +110,7 @@ class OverrideRepository:
     async def active(self, now: dt.datetime) -> list[Override]:
         """Overrides neither cancelled nor expired at ``now``, oldest first. Rows the domain
         rejects (edited by hand, or from a newer version) are skipped and logged."""
-        async def run(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+        async def run(conn: DbConnection) -> list[asyncpg.Record]:
             return list(await conn.fetch(
                 f"SELECT {_COLUMNS} FROM overrides WHERE cancelled_at IS NULL AND expires_at > $1"
                 " ORDER BY created_at, id",
@@ -126,7 +127,7 @@ class OverrideRepository:
 
     async def history(self, limit: int = 100) -> list[OverrideRecord]:
         """The newest ``limit`` overrides ever made, newest first (unreadable rows skipped)."""
-        async def run(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+        async def run(conn: DbConnection) -> list[asyncpg.Record]:
             return list(await conn.fetch(
                 f"SELECT {_COLUMNS} FROM overrides ORDER BY created_at DESC, id LIMIT $1", max(0, limit),
             ))
@@ -141,7 +142,7 @@ class OverrideRepository:
             out.append(OverrideRecord(override, row["cancelled_at"], row["cancelled_by"], row["cancel_reason"]))
         return out
 
-    async def _run(self, what: str, query: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    async def _run(self, what: str, query: Callable[[DbConnection], Awaitable[T]]) -> T:
         try:
             async with self._pool.acquire() as conn:
                 return await query(conn)

@@ -12,6 +12,7 @@ from importlib import resources
 import asyncpg
 
 from pbx_router.log import get_logger
+from pbx_router.store.conn import DbConnection
 from pbx_router.store.errors import MigrationError
 
 log = get_logger(__name__)
@@ -61,7 +62,7 @@ def load_migrations(
 
 
 async def apply_migrations(
-    conn: asyncpg.Connection, migrations: list[Migration] | None = None
+    conn: DbConnection, migrations: list[Migration] | None = None
 ) -> list[Migration]:
     """Apply what is missing; returns the migrations applied now (empty when up to date)."""
     pending_all = load_migrations() if migrations is None else migrations

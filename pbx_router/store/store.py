@@ -7,6 +7,7 @@ import asyncio
 import json
 from pathlib import Path
 from types import TracebackType
+from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -21,7 +22,9 @@ from pbx_router.store.schema import apply_migrations
 log = get_logger(__name__)
 
 # Errors that mean "cannot talk to the server" as opposed to "the server said no".
-CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+# Final and unannotated, so the type checker knows each member and accepts
+# ``except (*CONNECTION_ERRORS, asyncpg.PostgresError)``.
+CONNECTION_ERRORS: Final = (
     OSError,
     asyncio.TimeoutError,
     asyncpg.PostgresConnectionError,

@@ -44,7 +44,9 @@ def ulaw_encode(pcm: Samples) -> bytes:
     mag = np.minimum(np.abs(x), 32635) + 0x84
     exponent = np.floor(np.log2(mag)).astype(np.int32) - 7
     mantissa = (mag >> (exponent + 3)) & 0x0F
-    return (~(sign | (exponent << 4) | mantissa) & 0xFF).astype(np.uint8).tobytes()
+    # Annotated: numpy's stubs lose the element type through np.where and np.log2.
+    code: npt.NDArray[np.integer] = ~(sign | (exponent << 4) | mantissa) & 0xFF
+    return code.astype(np.uint8).tobytes()
 
 
 def ulaw_decode(data: bytes) -> Samples:
@@ -61,7 +63,8 @@ def alaw_encode(pcm: Samples) -> bytes:
     mag = np.minimum(np.where(x < 0, -x - 1, x), 0x0FFF)
     exponent = np.where(mag < 32, 0, np.floor(np.log2(np.maximum(mag, 1))).astype(np.int32) - 4)
     mantissa = np.where(exponent == 0, mag >> 1, mag >> exponent) & 0x0F
-    return ((sign | (exponent << 4) | mantissa) ^ 0x55).astype(np.uint8).tobytes()
+    code: npt.NDArray[np.integer] = (sign | (exponent << 4) | mantissa) ^ 0x55  # (as in ulaw_encode)
+    return code.astype(np.uint8).tobytes()
 
 
 def alaw_decode(data: bytes) -> Samples:
@@ -83,7 +86,7 @@ def encode(pcm: Samples, fmt: RtpFormat) -> bytes:
 def resample(pcm: Samples, rate_in: int, rate_out: int) -> Samples:
     if rate_in == rate_out or len(pcm) == 0:
         return pcm.astype(np.int16)
-    out = soxr.resample(pcm.astype(np.float32), rate_in, rate_out)
+    out: npt.NDArray[np.float32] = soxr.resample(pcm.astype(np.float32), rate_in, rate_out)  # soxr is untyped
     return np.clip(np.round(out), -32768, 32767).astype(np.int16)
 
 

@@ -20,6 +20,7 @@ from pbx_router.testing.model import Bridge, Channel, Playback, RequestRecord
 from pbx_router.testing.pbx import DEFAULT_APP, HANGUP_REASONS, AriError
 
 if TYPE_CHECKING:
+    from pbx_router.testing.apps import StasisApp
     from pbx_router.testing.emulator import AsteriskEmulator
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -260,7 +261,7 @@ class AriRoutes:
             raise AriError(400, "Invalid event source URI scheme")
         return kind, ident
 
-    def _source_list(self, app: Any, kind: str) -> list[str]:
+    def _source_list(self, app: StasisApp, kind: str) -> list[str]:
         return {"channel": app.channel_ids, "bridge": app.bridge_ids,
                 "endpoint": app.endpoint_ids, "deviceState": app.device_names}[kind]
 

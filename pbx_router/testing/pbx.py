@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from pbx_router.log import get_logger
 from pbx_router.testing import wire
@@ -824,7 +825,7 @@ class Pbx:
                     parts.append(heard)
         if not parts:
             return np.zeros(n, dtype=np.int16) if continuous else None
-        mix = np.sum([p.astype(np.int32) for p in parts], axis=0)
+        mix: npt.NDArray[np.int32] = np.sum([p.astype(np.int32) for p in parts], axis=0)
         return np.clip(mix, -32768, 32767).astype(np.int16)
 
     def _caller_speech(self, channel: Channel, rate: int, n: int, due: float) -> Samples | None:

@@ -56,9 +56,7 @@ class VoskServer:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
         await site.start()
-        server = site._server
-        assert server is not None
-        port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        port = int(self._runner.addresses[0][1])  # the port the OS chose when asked for 0
         self.url = f"ws://{self._host}:{port}/"
 
     async def close(self) -> None:

@@ -11,9 +11,8 @@ import aiohttp
 from pbx_router.admin import InMemoryBackend
 from pbx_router.testing import AsteriskEmulator
 
-from helpers import eventually
-
 from .conftest import Api
+from helpers import eventually
 
 ADMIN_TOKEN = "readiness-test-admin-token-0123"
 ADMIN = f"admin: {{port: 0, token: {ADMIN_TOKEN}}}\n"

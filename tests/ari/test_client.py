@@ -158,3 +158,11 @@ def test_backoff_doubles_to_the_cap_with_jitter_and_resets() -> None:
     assert max(delays) <= 30.0 and delays[-1] >= 15.0
     b.reset()
     assert b.next_delay() <= 0.5
+
+
+def test_backoff_keeps_its_cap_through_a_long_outage() -> None:
+    # Hours of Asterisk down: thousands of failed attempts, every delay still between half the
+    # cap and the cap (the exponent once overflowed a float after ~1,000 and ended reconnecting).
+    b = Backoff(0.5, 30.0, rng=random.Random(7))
+    delays = [b.next_delay() for _ in range(3000)]
+    assert all(15.0 <= d <= 30.0 for d in delays[10:])

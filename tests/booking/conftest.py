@@ -12,12 +12,13 @@ from typing import Any
 
 import asyncpg
 import pytest
-from helpers import eventually
 
 from pbx_router.calls import booking_prompts
 from pbx_router.scheduling.data import import_clinic_data, load_clinic_file
 from pbx_router.store import Store
 from pbx_router.testing import AsteriskEmulator
+
+from helpers import eventually
 
 ROOT = Path(__file__).parents[2]
 CLINIC_DATA = ROOT / "examples" / "clinic-data.yaml"

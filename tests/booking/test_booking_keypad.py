@@ -8,7 +8,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from helpers import eventually
+from pbx_router.calls import booking_prompts as p
+from pbx_router.scheduling.patients import PatientDirectory
+from pbx_router.scheduling.service import SchedulingService
+from pbx_router.store import Store
+from pbx_router.testing import AsteriskEmulator
 
 from booking.conftest import (
     AISHA,
@@ -25,11 +29,7 @@ from booking.conftest import (
     query,
     start_booking_daemon,
 )
-from pbx_router.calls import booking_prompts as p
-from pbx_router.scheduling.patients import PatientDirectory
-from pbx_router.scheduling.service import SchedulingService
-from pbx_router.store import Store
-from pbx_router.testing import AsteriskEmulator
+from helpers import eventually
 
 DaemonFactory = Any
 STAFF = ("router-queue", "scheduling", 1)

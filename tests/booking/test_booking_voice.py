@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from helpers import eventually
+
+from pbx_router.calls import booking_prompts as p
+from pbx_router.testing import AsteriskEmulator
+from pbx_router.testing.audio import read_wav
 
 from booking.conftest import (
     SOFIA,
@@ -29,9 +32,7 @@ from booking.conftest import (
     query,
     start_booking_daemon,
 )
-from pbx_router.calls import booking_prompts as p
-from pbx_router.testing import AsteriskEmulator
-from pbx_router.testing.audio import read_wav
+from helpers import eventually
 
 AUDIO = Path(__file__).parents[1] / "fixtures" / "audio"
 DaemonFactory = Any

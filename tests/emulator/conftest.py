@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from pbx_router.testing import AsteriskEmulator
+
 from tests.emulator.shape import check, check_event
 
 USER, PASSWORD = "pbx-router", "secret"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pbx_router.testing import AsteriskEmulator
+
 from tests.emulator.conftest import AriTestClient
 
 

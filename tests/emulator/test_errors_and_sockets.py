@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from pbx_router.testing import AsteriskEmulator
+
 from tests.emulator.conftest import AUTH, AriTestClient
 
 RECORDED = Path(__file__).resolve().parent.parent / "fixtures" / "ari" / "recordings" / "errors"

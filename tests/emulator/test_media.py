@@ -10,6 +10,7 @@ import pytest
 import soxr
 
 from pbx_router.testing import AsteriskEmulator
+
 from tests.emulator.conftest import AriTestClient
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pbx_router.testing import AgentBehaviour, AsteriskEmulator
+
 from tests.emulator.conftest import AriTestClient
 from tests.emulator.recordings import load, reduce, role_by_name
 

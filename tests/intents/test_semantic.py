@@ -9,7 +9,7 @@ import pytest
 
 from pbx_router.intents import IntentSpec
 from pbx_router.intents.normalize import normalize
-from pbx_router.intents.semantic import build_semantic_model, mark_medicines, MEDICINE_TOKEN
+from pbx_router.intents.semantic import MEDICINE_TOKEN, build_semantic_model, mark_medicines
 from pbx_router.rules import RuleSet, load_rules
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from media_captures import path, peak_ncc, samples
 from pbx_router.media.codecs import (
     FORMATS,
     Resampler,
@@ -22,6 +21,8 @@ from pbx_router.media.codecs import (
     ulaw_decode,
     ulaw_encode,
 )
+
+from media_captures import path, peak_ncc, samples
 
 
 def _i16(pcm: bytes) -> list[int]:

@@ -10,10 +10,11 @@ from contextlib import contextmanager
 
 import pytest
 
-from media_captures import path, summary
 from pbx_router.media.codecs import FORMATS, decode_payload
 from pbx_router.media.endpoint import RtpEndpoint
 from pbx_router.media.rtp import parse_rtp, serialize_rtp
+
+from media_captures import path, summary
 
 SLIN16 = FORMATS["slin16"]
 
@@ -88,7 +89,7 @@ async def test_legit_stream_survives_strangers_garbage_and_wrong_packets(endpoin
                 asterisk.sendto(with_(wire, ssrc=0xDEADBEEF, sequence_number=7), dest)  # changed SSRC
                 junk += 6
             if i % 10 == 9:  # keep the socket buffer from overflowing
-                await until(lambda: endpoint.stats.received >= i + 1 + junk)
+                await until(lambda: endpoint.stats.received >= i + 1 + junk)  # noqa: B023 - awaited here
         frames = await collect(endpoint, len(stream))
         await until(lambda: endpoint.stats.received == len(stream) + junk)
 

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pbx_router.media.rtp import RtpPacket, parse_rtp, seq_newer, serialize_rtp
+
 from media_captures import path, summary
-from pbx_router.media.rtp import RtpPacket, parse_rtp, serialize_rtp, seq_newer
 
 # Headers quoted in FINDINGS.md §1 (slin16): the first packet and the first one with speech.
 FINDINGS_FIRST = bytes.fromhex("80762ad80000014053afe873")

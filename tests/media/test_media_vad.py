@@ -5,17 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from media_captures import path
 from pbx_router.media.codecs import read_wav
 from pbx_router.media.vad import (
     Audio,
-    EndpointEvent,
     Endpointer,
     EndpointerConfig,
+    EndpointEvent,
     NoInput,
     SpeechEnded,
     SpeechStarted,
 )
+
+from media_captures import path
 
 CALLERS = [
     "sipp/caller_audio_via_externalmedia.wav",  # 8 kHz, a real RTP caller

@@ -6,7 +6,6 @@ import datetime as dt
 import json
 
 import pytest
-from queue_sim import T0, AgentScript, CallerScript, Sim, ep, section
 
 from pbx_router.queues.actions import (
     Announce,
@@ -18,6 +17,8 @@ from pbx_router.queues.actions import (
 )
 from pbx_router.queues.overrides import Override, OverrideSet, at
 from pbx_router.queues.policy import Dispatcher
+
+from queue_sim import T0, AgentScript, CallerScript, Sim, ep, section
 
 
 def rings(actions: list) -> list[tuple[str, tuple[str, ...]]]:

@@ -6,9 +6,10 @@ import random
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from queue_sim import T0, AgentScript, CallerScript, Sim, ep, section
 
 from pbx_router.queues.overrides import Override, OverrideSet, at
+
+from queue_sim import T0, AgentScript, CallerScript, Sim, ep, section
 
 STRATEGIES = ["ring_all", "longest_idle", "round_robin", "fewest_calls", "skills"]
 

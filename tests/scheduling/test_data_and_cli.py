@@ -15,6 +15,7 @@ from pbx_router.scheduling.data import (
     parse_clinic_data,
 )
 from pbx_router.store import Store
+
 from scheduling.conftest import EXAMPLE
 
 

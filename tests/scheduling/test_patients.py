@@ -8,6 +8,7 @@ from pbx_router.scheduling import SlotQuery, Source
 from pbx_router.scheduling.patients import CallerFacts, PatientDirectory
 from pbx_router.scheduling.service import SchedulingService
 from pbx_router.scheduling.verification import Outcome
+
 from scheduling.conftest import FakeClock
 
 FAMILY_NUMBER = "(555) 010-0123"  # Ana (1980-03-14) and Luis (2012-07-04) Flores share it

@@ -24,6 +24,7 @@ from pbx_router.scheduling import (
 )
 from pbx_router.scheduling.service import SchedulingService
 from pbx_router.store import Store
+
 from scheduling.conftest import FakeClock
 
 NY = ZoneInfo("America/New_York")

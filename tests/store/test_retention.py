@@ -18,9 +18,8 @@ from pbx_router.store.calls import upsert_calls
 from pbx_router.store.retention import RetentionJob
 from pbx_router.store.spool import Spool
 
-from helpers import eventually
-
 from .helpers import DatabaseDown, call
+from helpers import eventually
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
