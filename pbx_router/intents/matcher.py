@@ -36,12 +36,12 @@ from rapidfuzz.distance import Levenshtein
 from rapidfuzz.process import cdist
 
 from pbx_router.intents.normalize import STOPWORDS, fold, fold_phrase, normalize
-from pbx_router.log import get_logger
 from pbx_router.intents.spec import MAX_KEYWORD_WORDS, IntentSpec
+from pbx_router.log import get_logger
 
 if TYPE_CHECKING:
     from pbx_router.intents.screen import EmergencyScreen, ScreenResult
-    from pbx_router.intents.semantic import SemanticModel, SemanticResult
+    from pbx_router.intents.semantic import SemanticModel
 
 log = get_logger(__name__)
 
@@ -504,7 +504,7 @@ class IntentMatcher:
         best: dict[
             int, tuple[float, int, bool, int]
         ] = {}  # keyword -> (sim, start, negated, n)
-        for row, col in zip(hit_rows.tolist(), hit_cols.tolist()):
+        for row, col in zip(hit_rows.tolist(), hit_cols.tolist(), strict=True):
             sim = float(scores[row, col])
             start, n = spans[col]
             kw = self._keywords[row]
@@ -615,7 +615,7 @@ class IntentMatcher:
         coverages = np.einsum("ev,vs->es", self._ex_matrix, per_segment) * self._seg_factors(segments)
         where = coverages.argmax(axis=1).tolist()
         values = coverages.max(axis=1).tolist()
-        for (intent, phrase, _), k, value in zip(self._examples, where, values):
+        for (intent, phrase, _), k, value in zip(self._examples, where, values, strict=True):
             if value > best.get(intent, (0.0, "", 0))[0]:
                 best[intent] = (value, phrase, segments[k][2])
         for intent, (coverage, phrase, start) in best.items():
@@ -647,14 +647,14 @@ class IntentMatcher:
         model = self.semantic
         if model is None:
             return
-        affirmed = [t for t, neg in zip(tokens, negated) if not neg]
+        affirmed = [t for t, neg in zip(tokens, negated, strict=True) if not neg]
         if not any(t not in STOPWORDS and t not in ("no", "not") for t in affirmed):
             # Nothing but a refusal ("no, none of those"): the refusal is the request.
             affirmed = tokens
         result = model.score(affirmed)
         probs = {sc.intent: sc.probability for sc in result.scores}
         if correction_at > 0:
-            after = [t for t, neg in zip(tokens[correction_at:], negated[correction_at:]) if not neg]
+            after = [t for t, neg in zip(tokens[correction_at:], negated[correction_at:], strict=True) if not neg]
             if sum(t not in STOPWORDS and t not in _CORRECTION_WORDS for t in after) >= 1:
                 late = model.score(after, nearest=False)
                 for sc in late.scores:

@@ -169,8 +169,8 @@ def lexical_features(tokens: Sequence[str]) -> np.ndarray:
     """Hashed lemma unigrams (content words) and bigrams (all words), L2-normalised."""
     vec = np.zeros(HASH_DIMS, dtype=np.float32)
     lemmas = [_lemma(t) if t != MEDICINE_TOKEN else t for t in tokens]
-    grams = [w for w, t in zip(lemmas, tokens) if t not in STOPWORDS]
-    grams += [f"{a} {b}" for a, b in zip(lemmas, lemmas[1:])]
+    grams = [w for w, t in zip(lemmas, tokens, strict=True) if t not in STOPWORDS]
+    grams += [f"{a} {b}" for a, b in zip(lemmas, lemmas[1:], strict=False)]  # neighbours
     for gram in grams:
         vec[zlib.crc32(gram.encode("utf-8")) % HASH_DIMS] = 1.0
     norm = float(np.linalg.norm(vec))

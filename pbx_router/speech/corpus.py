@@ -132,9 +132,8 @@ def generated_sentences() -> Iterator[str]:
     for part in PARTS_OF_DAY:
         yield f"tomorrow {part}"
         yield f"in the {part}"
-    for word in ["today", "tomorrow", "next week", "this week", "as soon as possible",
-                 "the day after tomorrow", "any time", "anytime next week"]:
-        yield word
+    yield from ["today", "tomorrow", "next week", "this week", "as soon as possible",
+                "the day after tomorrow", "any time", "anytime next week"]
     for month, ordinal in itertools.product(MONTHS, ORDINALS):
         yield f"{month} {ordinal}"
         yield f"the {ordinal} of {month}"

@@ -230,9 +230,11 @@ def interpolate(domain: BackoffModel, general: BackoffModel, general_weight: flo
         hist = model.grams[len(words) - 2].get(words[:-1])
         return (hist[1] if hist is not None else 1.0) * side_prob(model, z, words[1:], None)
 
-    uni: dict[tuple[str, ...], tuple[float, float]] = {(w,): ((0.0 if w == "<s>" else d * side_prob(domain, zd, (w,), None)
-                   + g * side_prob(general, zg, (w,), None)), 1.0)
-           for w in vocabulary}
+    uni: dict[tuple[str, ...], tuple[float, float]] = {
+        (w,): ((0.0 if w == "<s>" else d * side_prob(domain, zd, (w,), None)
+                + g * side_prob(general, zg, (w,), None)), 1.0)
+        for w in vocabulary
+    }
     result: list[dict[tuple[str, ...], tuple[float, float]]] = [uni]
     for n in range(2, max(domain.order, general.order) + 1):
         keys: set[tuple[str, ...]] = set()
