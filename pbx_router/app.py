@@ -16,11 +16,11 @@ import signal
 import socket
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from pbx_router.admin import InMemoryBackend
+from pbx_router.admin import Names, OverrideBackend
 from pbx_router.ari import AriClient, Backoff, EventStream
 from pbx_router.ari.errors import AriAuthError, AriError
 from pbx_router.calls.call import CallSummary, Route
@@ -30,6 +30,10 @@ from pbx_router.log import get_logger
 from pbx_router.startup import ExitCode, StartupError
 
 if TYPE_CHECKING:
+    from pbx_router.calls.conversation import Brain
+    from pbx_router.calls.queueing import QueueService
+    from pbx_router.queues import OverrideSet, QueuesSection
+    from pbx_router.rules import RulesHolder
     from pbx_router.store.retention import RetentionJob
 
 log = get_logger("pbx_router.app")
@@ -78,6 +82,32 @@ try:  # the store's error type, without importing asyncpg at module import time
     from pbx_router.store.errors import StoreError as StoreErrorLike
 except ImportError:  # pragma: no cover
     StoreErrorLike = ConnectionError  # type: ignore[misc, assignment]
+
+
+class Service(Protocol):
+    """A call service with a lifetime task in the app's TaskGroup (queues, booking)."""
+
+    async def serve_forever(self) -> None: ...
+
+
+def queues_restart_required(running: QueuesSection | None, fresh: QueuesSection | None) -> tuple[str, ...]:
+    """What of a reloaded ``queues:``/``agents:`` the running daemon does not apply: its queue
+    service runs the section loaded at start (callers waiting, agents rung and their presence
+    live in it), so changed queues take effect at the next restart. One line per difference."""
+    if running == fresh:
+        return ()
+    old_q = dict(running.queues) if running is not None else {}
+    new_q = dict(fresh.queues) if fresh is not None else {}
+    old_a = dict(running.agents) if running is not None else {}
+    new_a = dict(fresh.agents) if fresh is not None else {}
+    changed = [f"queue {n} added" for n in new_q if n not in old_q]
+    changed += [f"queue {n} removed" for n in old_q if n not in new_q]
+    changed += [f"queue {n} changed" for n in new_q if n in old_q and new_q[n] != old_q[n]]
+    changed += [f"agent {n} added" for n in new_a if n not in old_a]
+    changed += [f"agent {n} removed" for n in old_a if n not in new_a]
+    changed += [f"agent {n} changed" for n in new_a if n in old_a and new_a[n] != old_a[n]]
+    what = ", ".join(changed) or "queue settings changed"
+    return (f"queues: restart required ({what}); the queues loaded at start stay in force until then",)
 
 
 def route_from_target(target: Any, reason: str) -> Route:
@@ -144,8 +174,12 @@ def _callback_errors() -> Iterator[None]:
         raise ConflictError(str(exc)) from None
 
 
-class DaemonBackend(InMemoryBackend):
-    """The admin API's view of the live daemon: calls, queues, agents, status, overrides."""
+class DaemonBackend(OverrideBackend):
+    """The admin API's view of the live daemon: calls, queues, agents, status, overrides.
+
+    What an override may name is read from the daemon at each request: the queues and agents the
+    running queue service has, and the targets, intents and dialplan queues of the rules in
+    force, so a reload is seen by the very next request."""
 
     def __init__(self, app: App) -> None:
         self.app = app
@@ -153,24 +187,46 @@ class DaemonBackend(InMemoryBackend):
         super().__init__(recorder=LazyOverrideRepository(app), on_change=self._changed,
                          rules_reload=app.reload_rules if rules else None)
 
-    def _changed(self, overrides: Any) -> None:
-        svc = getattr(self.app.brain, "queue_service", None)
-        if svc is not None and hasattr(svc, "set_overrides"):
+    def _queue_service(self) -> QueueService | None:
+        brain = self.app.brain
+        return brain.queue_service if brain is not None else None
+
+    def _changed(self, overrides: OverrideSet) -> None:
+        svc = self._queue_service()
+        if svc is not None:
             svc.set_overrides(overrides)
+
+    def names(self) -> Names:
+        holder = self.app.rules
+        if holder is None:  # no rules file (or not loaded yet): there is nothing to name
+            return Names(queues=(), targets=frozenset(), intents=frozenset())
+        ruleset = holder.current
+        svc = self._queue_service()
+        section = svc.section if svc is not None else None
+        queues = list(section.queues) if section is not None else []
+        for target in ruleset.targets.values():  # queues of Asterisk's own Queue()
+            name = target.params.get("queue") if target.kind == "queue" else None
+            if isinstance(name, str) and name not in queues:
+                queues.append(name)
+        agents = {a.endpoint: a.name or key for key, a in section.agents.items()} if section is not None else {}
+        agent_ids = {key: a.endpoint for key, a in section.agents.items()} if section is not None else {}
+        return Names(queues=tuple(queues), targets=frozenset(ruleset.targets), intents=frozenset(ruleset.intents),
+                     agents=agents, agent_ids=agent_ids)
 
     def status(self) -> dict[str, Any]:
         app = self.app
         stream = app.stream
-        self.ready = bool(stream is not None and stream.ready.is_set())
         state = stream.state.value if stream else "stopped"
-        self.ari = {"state": state, "connected": state in ("syncing", "ready"),
-                    **(asdict(stream.stats) if stream else {})}
-        self.calls = self.calls_view()
-        if app.recorder is not None:
-            self.recorder_stats = asdict(app.recorder.stats)
-        if app.rules is not None:
-            self.rules_status = dict(app.rules.status.to_dict()) if hasattr(app.rules, "status") else None
-        out = super().status()
+        calls = self.calls_view()
+        out: dict[str, Any] = {
+            "ready": bool(stream is not None and stream.ready.is_set()),
+            "ari": {"state": state, "connected": state in ("syncing", "ready"),
+                    **(asdict(stream.stats) if stream else {})},
+            "active_calls": len(calls),
+            "rules": dict(app.rules.status.to_dict()) if app.rules is not None else None,
+            "recorder": asdict(app.recorder.stats) if app.recorder is not None else {},
+            "overrides_active": len(self.overrides.active(self.clock())),
+        }
         if app.supervisor is not None:
             out["calls"] = asdict(app.supervisor.stats)
         if app.speech is not None:
@@ -234,12 +290,12 @@ class DaemonBackend(InMemoryBackend):
         return dict(row.to_dict())
 
     def queues_view(self) -> list[dict[str, Any]]:
-        svc = getattr(self.app.brain, "queue_service", None)
-        return list(svc.queues_view()) if svc is not None else super().queues_view()
+        svc = self._queue_service()  # without it, queues are Asterisk's: nothing live to show
+        return list(svc.queues_view()) if svc is not None else []
 
     def agents_view(self) -> list[dict[str, Any]]:
-        svc = getattr(self.app.brain, "queue_service", None)
-        return list(svc.agents_view()) if svc is not None else super().agents_view()
+        svc = self._queue_service()
+        return list(svc.agents_view()) if svc is not None else []
 
 
 class App:
@@ -256,16 +312,16 @@ class App:
         self.store: Any = None
         self.recorder: Any = None
         self.started = asyncio.Event()
-        self.rules: Any = None
+        self.rules: RulesHolder | None = None
         self.speech: Any = None
-        self.brain: Any = None
+        self.brain: Brain | None = None
         self._reload_task: asyncio.Task[Any] | None = None
         self._store_lock = asyncio.Lock()
         self.admin: Any = None  # the admin API's backend (live views + staff overrides)
         self.admin_url: str | None = None
         self.admin_server: Any = None
         # Optional call services built at start (see _build_services), run in the top TaskGroup.
-        self.services: list[Any] = []
+        self.services: list[Service] = []
         self.retention: RetentionJob | None = None  # the purge job (store/retention.py), built at start
 
     def request_stop(self) -> None:
@@ -399,7 +455,7 @@ class App:
                 watch_task = tg.create_task(watch_rules(self.rules, cfg.rules), name="rules-watch")
             service_tasks = [
                 tg.create_task(svc.serve_forever(), name=f"service-{type(svc).__name__}")
-                for svc in self.services if hasattr(svc, "serve_forever")
+                for svc in self.services
             ]
             restore_task = tg.create_task(self._restore_overrides(), name="overrides-restore")
             self.started.set()
@@ -548,7 +604,8 @@ class App:
     async def _build_brain(self, cfg: Config) -> Any:
         if not cfg.rules:
             return None
-        from pbx_router.calls.conversation import Brain, CallerFacts
+        from pbx_router.calls.caller_facts import StoreCallerFacts
+        from pbx_router.calls.conversation import Brain
         from pbx_router.calls.listen import MediaSettings
         from pbx_router.media.ports import PortPool
         from pbx_router.media.vad import EndpointerConfig
@@ -572,46 +629,44 @@ class App:
             no_input_timeout_ms=cfg.speech.no_input_ms,
         )
 
-        async def caller_facts(number: str, before: datetime) -> CallerFacts:
-            if self.store is None:
-                return CallerFacts()
-            recent = await self.store.calls.recent_times(number, timedelta(days=30))
-            # The current call may already be recorded: it is not a "previous" call.
-            return CallerFacts(recent_calls=[t for t in recent if t < before])
-
         brain = Brain(
             rules=self.rules, speech=speech, ports=ports,
             media=MediaSettings(rtp_host=cfg.media.rtp_host, format=cfg.media.format, endpointer=endpointer),
-            caller_facts=caller_facts,
+            # Previous calls and known_patient (the patient directory, by caller number), from
+            # the store once it is open; the conversation bounds it by Brain.facts_timeout.
+            caller_facts=StoreCallerFacts(lambda: self.store),
             overrides=lambda now: self.admin.overrides.for_rules(now) if self.admin is not None else (),
             no_input_timeout=cfg.speech.no_input_ms / 1000,
         )
         return brain
 
     async def _build_services(self, cfg: Config) -> None:
-        """Optional call services (daemon-owned queues, self-service booking), each built by its
-        own module's ``build(app)`` when that module is present; ``None`` means not configured.
-        A service's ``serve_forever()`` runs in the app's TaskGroup until shutdown."""
-        import importlib
-        import importlib.util
+        """The call services the rules ask for, each built with what it needs: daemon-owned
+        queues (when the rules file has ``queues:``) and self-service booking. A service's
+        ``serve_forever()`` runs in the app's TaskGroup until shutdown."""
+        from pbx_router.calls import booking, queueing
 
-        if self.brain is None:
+        brain, rules, supervisor, ari = self.brain, self.rules, self.supervisor, self.ari
+        if brain is None or rules is None or supervisor is None or ari is None:
             return
-        for attr, module in (("queue_service", "pbx_router.calls.queueing"), ("booking", "pbx_router.calls.booking")):
-            if importlib.util.find_spec(module) is None:
-                continue
-            service = await importlib.import_module(module).build(self)
-            setattr(self.brain, attr, service)
-            if service is not None:
-                self.services.append(service)
+        section = rules.current.queues_section
+        if section is not None:
+            queue_service = queueing.build(ari, section, supervisor, self.admin.overrides if self.admin else None)
+            brain.queue_service = queue_service
+            brain.queue_facts = queue_service.facts  # rule conditions on queues read the live state
+            self.services.append(queue_service)
+        # The queues run as loaded at start: a reload that changes them says a restart is due.
+        rules.check_restart_with(lambda fresh: queues_restart_required(section, fresh.queues_section))
+        brain.booking = booking.build(lambda: self.store.pool if self.store is not None else None,
+                                      cfg.database.url, lambda: brain.clock())
+        self.services.append(brain.booking)
         # Every hand-off (decisions, queue overflow, booking to staff, adopted queue callers, the
         # fallback) goes through this one executor, which keeps emergencies with a person.
         from pbx_router.calls.targets import TargetExecutor
 
-        rules = self.rules
-        self.brain.targets = TargetExecutor(
-            lambda: rules.current if rules is not None else None, queues=self.brain.queue_service,
-            booking=self.brain.booking, dialplan_queue_context=self.brain.dialplan_queue_context,
+        holder = rules
+        brain.targets = TargetExecutor(
+            lambda: holder.current, queues=brain.queue_service,
+            booking=brain.booking, dialplan_queue_context=brain.dialplan_queue_context,
         )
-        if self.supervisor is not None:
-            self.brain.targets.attach(self.supervisor)
+        brain.targets.attach(supervisor)

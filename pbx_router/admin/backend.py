@@ -1,7 +1,8 @@
 """The seam between the admin API and the daemon: what the API reads and asks for.
 
 The daemon (``app.py``) implements :class:`AdminBackend` over its live state; tests and tools use
-:class:`pbx_router.admin.memory.InMemoryBackend`. Views return plain JSON-ready dicts, so the
+:class:`pbx_router.admin.memory.InMemoryBackend`. Both inherit the overrides, their checks and their
+recording from :class:`pbx_router.admin.overrides.OverrideBackend`. Views return plain JSON-ready dicts, so the
 HTTP layer never needs to know the daemon's types. Views are synchronous on purpose: they read
 state the event loop already holds and must answer instantly even when the daemon is busy.
 """
@@ -70,7 +71,7 @@ class AdminBackend(Protocol):
 
     async def add_override(self, override: Override) -> Override:
         """Record and apply ``override`` (the next decision sees it). Raise
-        ``InvalidRequestError`` when it names an unknown queue/agent/target and
+        ``RejectedError`` (422) when it names an unknown queue/intent/agent/target and
         ``UnavailableError`` when it cannot be recorded (it is then not applied either)."""
         ...
 

@@ -1,44 +1,31 @@
-"""``InMemoryBackend``: an :class:`AdminBackend` over an ``OverrideSet`` and plain fake views.
+"""``InMemoryBackend``: an :class:`AdminBackend` for tests and tools, with plain fake views.
 
-Tests and tools use it as is; the daemon can compose it (it owns the overrides, their recording
-and their expiry) and feed real views in by subclassing ``calls_view``/``queues_view``/... or by
-setting the plain attributes. ``on_change`` is called with the new ``OverrideSet`` after every
-change, so a dispatcher can apply it in its very next step.
+The overrides, their recording and checks are :class:`~pbx_router.admin.overrides.OverrideBackend`'s,
+shared with the daemon's backend (``app.DaemonBackend``); this class only adds views built from
+``queues``/``agents``/``calls`` and attributes a test sets. ``on_change`` is called with the new
+``OverrideSet`` after every change, so a dispatcher can apply it in its very next step.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import inspect
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from pbx_router.admin.backend import Clock, utc_now
-from pbx_router.admin.errors import ConflictError, InvalidRequestError, NotFoundError, UnavailableError
-from pbx_router.log import get_logger
-from pbx_router.queues.model import PRESENCES
-from pbx_router.queues.overrides import Override, OverrideSet
+from pbx_router.admin.errors import ConflictError, NotFoundError
+from pbx_router.admin.overrides import Names, OverrideBackend, OverrideRecorder, RulesReload
+from pbx_router.queues.overrides import OverrideSet
 from pbx_router.queues.stats import AgentCounts, QueueCounters, QueueSnapshot
 
-log = get_logger(__name__)
 
-class OverrideRecorder(Protocol):
-    """Where overrides are recorded (``pbx_router.store.overrides.OverrideRepository`` fits)."""
-
-    async def save(self, override: Override) -> bool: ...
-
-    async def cancel(self, override_id: str, author: str, reason: str, at: dt.datetime) -> bool: ...
-
-    async def active(self, now: dt.datetime) -> list[Override]: ...
-
-
-class InMemoryBackend:
+class InMemoryBackend(OverrideBackend):
     """Holds the overrides; the views are fakes built from ``queues``/``agents``/``calls``.
 
     ``queues``: known queue names (None: any name is accepted). ``agents``: endpoint -> display
-    name (presence requests for other endpoints are 404). ``targets``: rules-file target names a
-    redirect may name (None: any). ``recorder``: when given, every change is recorded first and
-    refused (``UnavailableError``) if recording fails.
+    name (presence requests for other endpoints are 404). ``targets``/``intents``: rules-file
+    target and intent names an override may name (None: any). ``recorder``: when given, every
+    change is recorded first and refused (``UnavailableError``) if recording fails.
     """
 
     def __init__(
@@ -47,18 +34,17 @@ class InMemoryBackend:
         queues: Iterable[str] | None = None,
         agents: Mapping[str, str] | Iterable[str] = (),
         targets: Iterable[str] | None = None,
+        intents: Iterable[str] | None = None,
         recorder: OverrideRecorder | None = None,
         clock: Clock = utc_now,
         on_change: Callable[[OverrideSet], object] | None = None,
-        rules_reload: Callable[[], Mapping[str, Any] | Awaitable[Mapping[str, Any]]] | None = None,
+        rules_reload: RulesReload | None = None,
     ) -> None:
+        super().__init__(recorder=recorder, clock=clock, on_change=on_change, rules_reload=rules_reload)
         self.queues: list[str] | None = None if queues is None else list(queues)
         self.agents: dict[str, str] = dict(agents) if isinstance(agents, Mapping) else {a: a for a in agents}
         self.targets: frozenset[str] | None = None if targets is None else frozenset(targets)
-        self.recorder = recorder
-        self.clock = clock
-        self.on_change = on_change
-        self.rules_reload = rules_reload
+        self.intents: frozenset[str] | None = None if intents is None else frozenset(intents)
         self.base_presence: dict[str, str] = dict.fromkeys(self.agents, "logged_in")
         self.calls: list[dict[str, Any]] = []
         self.callbacks: list[dict[str, Any]] = []
@@ -67,23 +53,13 @@ class InMemoryBackend:
         self.rules_status: dict[str, Any] | None = None
         self.ready = True
         self.database_ok = True  # what readiness() reports for the database
-        self._overrides = OverrideSet()
 
-    @property
-    def overrides(self) -> OverrideSet:
-        return self._overrides
+    def names(self) -> Names:
+        return Names(queues=None if self.queues is None else tuple(self.queues), targets=self.targets,
+                     intents=self.intents, agents=self.agents)
 
-    async def restore(self) -> list[Override]:
-        """Load the recorder's active overrides (a restarted daemon); returns what was loaded."""
-        if self.recorder is None:
-            return []
-        loaded = await self.recorder.active(self.clock())
-        current = self._overrides
-        for override in loaded:
-            if all(o.id != override.id for o in current.items):
-                current = current.add(override)
-        self._set(current)
-        return loaded
+    def _reloaded(self, status: Mapping[str, Any]) -> None:
+        self.rules_status = dict(status)
 
     # -- views -------------------------------------------------------------------------------
 
@@ -150,9 +126,6 @@ class InMemoryBackend:
                 return row
         raise NotFoundError(f"no callback request {callback_id}")
 
-    def overrides_view(self) -> list[dict[str, Any]]:
-        return [o.to_dict() for o in self._overrides.active(self.clock())]
-
     def _presences(self, now: dt.datetime) -> dict[str, str]:
         forced = self._overrides.presences(now)
         return {e: forced.get(e, self.base_presence[e]) for e in self.agents}
@@ -166,83 +139,3 @@ class InMemoryBackend:
             "presence_override": endpoint in forced,
             "status": "available" if presence == "logged_in" else presence,
         }
-
-    # -- changes -----------------------------------------------------------------------------
-
-    async def add_override(self, override: Override) -> Override:
-        self._check_names(override)
-        if any(o.id == override.id for o in self._overrides.items):
-            raise InvalidRequestError(f"override {override.id} already exists")
-        if self.recorder is not None:
-            await self._record("save", self.recorder.save(override))
-        # Re-read after the await: another request may have changed the set meanwhile.
-        self._set(self._overrides.prune(self.clock()).add(override))
-        log.info("override_added", override_id=override.id, kind=override.kind, scope=override.scope,
-                 author=override.author, ttl_s=round((override.expires_at - override.created_at).total_seconds()))
-        log.debug("override_reason", override_id=override.id, reason=override.reason)
-        return override
-
-    async def cancel_override(self, override_id: str, author: str, reason: str) -> bool:
-        now = self.clock()
-        if all(o.id != override_id for o in self._overrides.active(now)):
-            return False
-        if self.recorder is not None:
-            await self._record("cancel", self.recorder.cancel(override_id, author, reason, now))
-        try:
-            self._set(self._overrides.cancel(override_id, now))
-        except KeyError:  # pruned while the record was written: it is over either way
-            return False
-        log.info("override_cancelled", override_id=override_id, author=author)
-        log.debug("override_cancel_reason", override_id=override_id, reason=reason)
-        return True
-
-    async def set_presence(
-        self, endpoint: str, presence: str, author: str, reason: str, expires_at: dt.datetime
-    ) -> dict[str, Any]:
-        if endpoint not in self.agents:
-            raise NotFoundError(f"no agent {endpoint!r}")
-        if presence not in PRESENCES:
-            raise InvalidRequestError(f"presence must be one of {', '.join(PRESENCES)}")
-        now = self.clock()
-        await self.add_override(Override(
-            kind="agent_presence", scope=endpoint, target=presence, author=author, reason=reason,
-            created_at=now, expires_at=expires_at,
-        ))
-        # Through agents_view, so a subclass serving the daemon's own view answers with it too.
-        view = next((a for a in self.agents_view() if a.get("endpoint") == endpoint), None)
-        return view if view is not None else self._agent(endpoint, self._overrides.presences(self.clock()))
-
-    async def reload_rules(self) -> dict[str, Any]:
-        if self.rules_reload is None:
-            raise UnavailableError("no rules file is configured")
-        result = self.rules_reload()
-        status = dict(await result) if inspect.isawaitable(result) else dict(result)
-        self.rules_status = status
-        return status
-
-    # -- internals ---------------------------------------------------------------------------
-
-    def _check_names(self, override: Override) -> None:
-        queue_kind = override.kind in ("close_queue", "open_queue", "redirect_queue")
-        if queue_kind and self.queues is not None and override.scope not in (*self.queues, "all"):
-            raise InvalidRequestError(f"no queue {override.scope!r} (queues: {', '.join(self.queues)})")
-        if override.kind == "agent_presence" and override.scope not in self.agents:
-            raise InvalidRequestError(f"no agent {override.scope!r}")
-        if (self.targets is not None and override.target is not None and override.kind != "agent_presence"
-                and override.target not in self.targets):
-            raise InvalidRequestError(f"no target {override.target!r} in the rules file")
-
-    async def _record(self, action: str, write: Awaitable[object]) -> None:
-        try:
-            await write
-        except Exception as exc:  # any failure to record refuses the change
-            log.error("override_record_failed", action=action, error=f"{type(exc).__name__}: {exc}")
-            raise UnavailableError(
-                f"the change could not be recorded ({type(exc).__name__}); nothing was changed"
-            ) from exc
-
-    def _set(self, overrides: OverrideSet) -> None:
-        self._overrides = overrides
-        if self.on_change is not None:
-            self.on_change(overrides)
-

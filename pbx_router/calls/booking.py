@@ -27,8 +27,8 @@ from pbx_router.calls.booking_dialog import (
 from pbx_router.calls.call import CallerGone
 from pbx_router.calls.listen import Listener
 from pbx_router.calls.targets import Handoff
-from pbx_router.rules.decision import Target
 from pbx_router.log import get_logger
+from pbx_router.rules.decision import Target
 from pbx_router.scheduling.patients import PatientDirectory
 from pbx_router.scheduling.service import SchedulingService
 
@@ -181,23 +181,23 @@ def _request_text(conversation: Conversation) -> str:
     return heard.text if heard is not None and heard.source == "speech" else ""
 
 
-async def build(app: Any) -> BookingService | None:
-    """Called by ``App._build_services``. Uses the app's store once it is open (the call recorder
-    opens it lazily); until then, with a configured URL, a small pool of its own."""
-    if app.brain is None:
-        return None
+def build(store: Callable[[], asyncpg.Pool | None], database_url: str | None,
+          clock: Callable[[], Any]) -> BookingService:
+    """The daemon's booking service (``App._build_services``). ``store``: the daemon store's pool
+    once it is open (the call recorder opens it lazily); until then, with a configured
+    ``database_url``, a small pool of its own."""
     own: list[asyncpg.Pool] = []
     lock = asyncio.Lock()
 
     async def pool() -> asyncpg.Pool:
-        if app.store is not None:
-            return app.store.pool  # type: ignore[no-any-return]
-        url = app.config.database.url
-        if not url:
+        shared = store()
+        if shared is not None:
+            return shared
+        if not database_url:
             raise SchedulingUnavailable("the embedded database is not open yet")
         async with lock:
             if not own:
-                own.append(await asyncpg.create_pool(url, min_size=0, max_size=4, timeout=5))
+                own.append(await asyncpg.create_pool(database_url, min_size=0, max_size=4, timeout=5))
         return own[0]
 
     async def close() -> None:
@@ -206,5 +206,4 @@ async def build(app: Any) -> BookingService | None:
                 async with asyncio.timeout(5):
                     await p.close()
 
-    country = str(getattr(app.config, "country_code", "1") or "1")
-    return BookingService(pool, clock=lambda: app.brain.clock(), close=close, country_code=country)
+    return BookingService(pool, clock=clock, close=close)

@@ -27,7 +27,9 @@ from pbx_router.rules import CallFacts, Decision, QueueFacts, RuleSet, RulesHold
 from pbx_router.speech import EnginePool
 
 if TYPE_CHECKING:
+    from pbx_router.calls.booking import BookingService
     from pbx_router.calls.flow import CallFlow
+    from pbx_router.calls.queueing import QueueService
 
 log = get_logger("pbx_router.calls")
 
@@ -63,8 +65,8 @@ class Brain:
     caller_facts: Callable[[str, dt.datetime], Awaitable[CallerFacts]] | None = None
     queue_facts: Callable[[], Mapping[str, QueueFacts]] = dict
     overrides: Callable[[dt.datetime], Sequence[Any]] = lambda now: ()
-    queue_service: Any = None  # daemon-owned queues; without it, queues are Asterisk Queue()s
-    booking: Any = None  # self-service appointments; without it, schedule targets go to a person
+    queue_service: QueueService | None = None  # daemon-owned queues; without it, Asterisk Queue()s
+    booking: BookingService | None = None  # self-service appointments; without it, schedule -> a person
     dialplan_queue_context: str = "router-queue"
     # The one owner of where callers are sent (built by app.py once the services above exist).
     targets: TargetExecutor | None = None

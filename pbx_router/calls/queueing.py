@@ -35,7 +35,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import quote
 
 from pbx_router.ari import AriClient, AriError, AriGone
@@ -61,6 +61,9 @@ from pbx_router.queues import (
 )
 from pbx_router.queues.model import PRESENCES
 from pbx_router.rules.facts import QueueFacts
+
+if TYPE_CHECKING:
+    from pbx_router.calls.supervisor import CallSupervisor
 
 log = get_logger("pbx_router.calls.queueing")
 
@@ -671,7 +674,7 @@ class QueueService:
         m = self.members.get(call.channel_id)
         return m if m is not None and m.flow is None else None
 
-    def attach(self, supervisor: Any) -> None:
+    def attach(self, supervisor: CallSupervisor) -> None:
         """Plug into the call supervisor: unclaimed events and resync. (Adopted callers who were
         waiting here are taken back by the target executor, which also sends them on if the
         queue lets them go: ``TargetExecutor.attach``.)"""
@@ -679,25 +682,13 @@ class QueueService:
         supervisor.resync_hooks.append(self.on_resync)
 
 
-async def build(app: Any) -> QueueService | None:
-    """Called by ``App._build_services``: a service when the rules file has ``queues:``."""
-    if app.rules is None or app.ari is None or app.supervisor is None:
-        return None
-    section = app.rules.current.queues_section
-    if section is None:
-        return None
-    supervisor = app.supervisor
-    # Overrides already in force; later changes arrive through set_overrides (admin backend).
-    admin = getattr(app, "admin", None)
-    overrides = getattr(admin, "overrides", None) if admin is not None else None
-    service = QueueService(
-        app.ari, section, overrides=overrides if isinstance(overrides, OverrideSet) else None,
-        supervisor_calls=lambda: supervisor.calls,
-    )
+def build(ari: AriClient, section: QueuesSection, supervisor: CallSupervisor,
+          overrides: OverrideSet | None = None) -> QueueService:
+    """The daemon's queue service (``App._build_services`` calls this when the rules file has
+    ``queues:``), plugged into the supervisor. ``overrides``: those already in force; later
+    changes arrive through ``set_overrides`` (the admin backend)."""
+    service = QueueService(ari, section, overrides=overrides, supervisor_calls=lambda: supervisor.calls)
     service.attach(supervisor)
-    if app.brain is not None:
-        # Rule conditions on queues (`when: {queue: ...}`) read the live state.
-        app.brain.queue_facts = service.facts
     log.info("queues_ready", queues=sorted(section.queues), agents=len(section.agents))
     return service
 

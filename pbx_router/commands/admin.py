@@ -356,6 +356,8 @@ def _status(client: AdminClient, args: argparse.Namespace) -> int:
     if rules:
         state = "ok" if rules.get("ok") else f"LAST RELOAD REJECTED ({len(rules.get('errors', []))} errors)"
         print(f"rules:        version {rules.get('version') or '?'}, {state}")
+        for line in rules.get("restart_required") or ():  # a reload the running daemon cannot apply
+            print(f"RESTART REQUIRED: {line}")
     if "overrides_active" in status:
         print(f"overrides:    {status['overrides_active']} in force")
     if queues:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,9 @@ class ReloadStatus:
     version: str | None = None  # version now in force
     attempted_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     warnings: tuple[str, ...] = ()
+    # Parts of the file now in force that the running daemon cannot apply without a restart
+    # (e.g. ``queues:``): one line each, empty when everything took effect.
+    restart_required: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -34,12 +38,20 @@ class ReloadStatus:
             "loaded_at": self.loaded_at.isoformat() if self.loaded_at else None,
             "version": self.version,
             "attempted_at": self.attempted_at.isoformat(),
+            "restart_required": list(self.restart_required),
         }
+
+
+RestartCheck = Callable[[RuleSet], tuple[str, ...]]
 
 
 class RulesHolder:
     """Owns the rules in force. ``current`` is a plain attribute read (atomic); ``reload`` is
-    serialised by a lock and may run on a worker thread (``asyncio.to_thread``)."""
+    serialised by a lock and may run on a worker thread (``asyncio.to_thread``).
+
+    ``restart_check`` (set by the daemon once its services run, see :meth:`check_restart_with`)
+    says which parts of a new file the running services cannot take without a restart; a reload
+    still swaps the rules, and its status and log say what waits for the restart."""
 
     def __init__(self, path: str | Path, initial: RuleSet | None = None) -> None:
         self.path = Path(path)
@@ -58,6 +70,10 @@ class RulesHolder:
             self._current.version,
             warnings=tuple(self._current.warnings),
         )
+        self._restart_check: RestartCheck | None = None
+
+    def check_restart_with(self, check: RestartCheck) -> None:
+        self._restart_check = check
 
     @property
     def current(self) -> RuleSet:
@@ -87,9 +103,13 @@ class RulesHolder:
             self._current = (
                 fresh  # one reference assignment: readers see old or new, never a mix
             )
+            restart = self._restart_check(fresh) if self._restart_check is not None else ()
             self.status = ReloadStatus(
-                True, (), fresh.loaded_at, fresh.version, warnings=tuple(fresh.warnings)
+                True, (), fresh.loaded_at, fresh.version, warnings=tuple(fresh.warnings),
+                restart_required=restart,
             )
+            for line in restart:
+                log.warning("rules_reload_restart_required", path=str(self.path), detail=line)
             log.info(
                 "rules_reloaded",
                 path=str(self.path),

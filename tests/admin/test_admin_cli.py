@@ -92,7 +92,7 @@ async def test_api_refusals_are_one_line_errors(server: AdminServer, capsys: pyt
     code, out, err = await cli(capsys, "override", "add", "--kind", "close_queue", "--scope", "cardiology",
                                "--reason", "r", "--author", "a", "--ttl", "1h", *where(server))
     assert (code, out) == (1, "")
-    assert err.strip() == "pbx-router: no queue 'cardiology' (queues: frontdesk, billing) (HTTP 400)"
+    assert err.strip() == "pbx-router: no queue 'cardiology' (queues: frontdesk, billing) (HTTP 422)"
 
     code, _, err = await cli(capsys, "override", "add", "--kind", "close_queue", "--scope", "frontdesk",
                              "--reason", "r", "--author", "a", "--ttl", "30d", *where(server))

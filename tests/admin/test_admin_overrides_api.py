@@ -115,12 +115,9 @@ BAD_BODIES = [
     (_body(author="x" * 501), "longer than 500"),
     (_body(kind="nuke_queue"), "kind must be one of"),
     (_body(scope=...), "scope is required"),
-    (_body(scope="nonexistent"), "no queue 'nonexistent'"),
     (_body(kind="redirect_queue"), "redirect_queue needs a target"),
-    (_body(kind="redirect_queue", target="nowhere"), "no target 'nowhere'"),
     (_body(kind="after_hours", scope="frontdesk"), "scope must be 'all'"),
     (_body(kind="agent_presence", scope="PJSIP/agent1", target="asleep"), "agent_presence target must be"),
-    (_body(kind="agent_presence", scope="PJSIP/nobody", target="paused"), "no agent 'PJSIP/nobody'"),
     (_body(ttl_minutes=...), "an expiry is required"),
     (_body(ttl_minutes=True), "ttl_minutes must be a number"),
     (_body(ttl_minutes="60"), "ttl_minutes must be a number"),
@@ -141,6 +138,23 @@ async def test_bad_override_bodies_get_a_400_that_says_why(
     answer = await (api("POST", "/api/overrides", raw=body) if isinstance(body, bytes)
                     else api("POST", "/api/overrides", body))
     assert answer.status == 400, answer.body
+    assert message in answer.body["error"]
+    assert backend.overrides_view() == []
+
+
+UNKNOWN_NAMES = [
+    (_body(scope="nonexistent"), "no queue 'nonexistent' (queues: frontdesk, billing)"),
+    (_body(kind="redirect_queue", target="nowhere"), "no target 'nowhere' in the rules file (targets: "),
+    (_body(kind="agent_presence", scope="PJSIP/nobody", target="paused"), "no agent 'PJSIP/nobody'"),
+]
+
+
+@pytest.mark.parametrize(("body", "message"), UNKNOWN_NAMES, ids=[m for _, m in UNKNOWN_NAMES])
+async def test_overrides_naming_what_does_not_exist_get_a_422_that_lists_what_does(
+    api: Api, backend: InMemoryBackend, body: dict[str, Any], message: str
+) -> None:
+    answer = await api("POST", "/api/overrides", body)
+    assert answer.status == 422, answer.body
     assert message in answer.body["error"]
     assert backend.overrides_view() == []
 
