@@ -122,7 +122,7 @@ class EventStream:
                     await self._session_once()
                 except asyncio.CancelledError:
                     raise
-                except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                     log.warning("ari_connect_failed", error=str(exc) or type(exc).__name__, url=self.url)
                 except Exception:  # a bug in resync must not end the daemon's link to Asterisk
                     log.exception("ari_stream_error")

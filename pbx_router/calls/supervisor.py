@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -173,8 +173,8 @@ class CallSupervisor:
         self._spawn(self._run_call(call), name=f"call-{channel.id}")
         return call
 
-    def _spawn(self, coro: object, name: str) -> None:
-        task = asyncio.get_running_loop().create_task(coro, name=name)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -280,10 +280,10 @@ class CallSupervisor:
         for chan in callers:
             if chan.id not in self.calls:
                 log.info("call_adopted", channel_id=chan.id)
-                call = self._start_call(chan, tuple(chan.stasis_args()), adopted=True)
+                adopted = self._start_call(chan, tuple(chan.stasis_args()), adopted=True)
                 bridge = talking.get(bridge_id_for(chan.id))
-                if call is not None and bridge is not None:
-                    call.resume_talk_leg = next((c for c in bridge.channels if c != chan.id), None)
+                if adopted is not None and bridge is not None:
+                    adopted.resume_talk_leg = next((c for c in bridge.channels if c != chan.id), None)
 
         # Secondary channels and bridges whose owner is no longer a live call are orphans.
         for chan in ours:
