@@ -378,7 +378,6 @@ class App:
         from pbx_router.rules import RulesError
         from pbx_router.speech.types import SpeechError
         from pbx_router.store import CallRecord, CallRecorder
-
         from pbx_router.store.files import private_directory
 
         data_dir = Path(cfg.data_dir)

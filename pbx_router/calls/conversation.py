@@ -70,7 +70,7 @@ class Brain:
     dialplan_queue_context: str = "router-queue"
     # The one owner of where callers are sent (built by app.py once the services above exist).
     targets: TargetExecutor | None = None
-    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     no_input_timeout: float = 6.0
     turn_timeout: float = 45.0
     facts_timeout: float = 0.5
