@@ -78,7 +78,9 @@ class BookingService:
                     raise SchedulingUnavailable(str(exc) or type(exc).__name__) from exc
                 self._backend = Backend(
                     scheduling,
-                    PatientDirectory(pool, scheduling.tz, clock=scheduling.now, default_country_code=self._country_code),
+                    PatientDirectory(
+                        pool, scheduling.tz, clock=scheduling.now, default_country_code=self._country_code
+                    ),
                 )
         return self._backend
 
