@@ -1,6 +1,7 @@
 """The admin adapter: an aiohttp JSON API (token auth, loopback only by default) over the
-:class:`AdminBackend` seam, the override core both backends share, its in-memory implementation, and the blocking client the CLI uses.
-It imports no call-handling code; ``app.py`` gives it a backend over the live daemon."""
+:class:`AdminBackend` seam, the override core both backends share, its in-memory implementation,
+and the blocking client the CLI uses. It imports no call-handling code; ``app.py`` gives it a
+backend over the live daemon."""
 
 from pbx_router.admin.backend import AdminBackend, Clock, utc_now
 from pbx_router.admin.errors import (
