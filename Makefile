@@ -22,7 +22,10 @@ demo: $(STAMP)
 # server given only by URL (the machine's own PostgreSQL, started in a throwaway cluster).
 DB_TESTS := tests/store tests/scheduling tests/booking tests/admin/test_admin_persistence.py tests/calls/test_call_flow.py
 
+# Lint and types first (seconds), so a mistake fails before the long suite starts.
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 	$(BIN)/python scripts/external_postgres.py $(BIN)/python -m pytest $(DB_TESTS)
 
@@ -30,4 +33,4 @@ bench: $(STAMP)
 	for b in call_setup decide queues booking listening_capacity; do $(BIN)/python benchmarks/$$b.py --quick || exit 1; done
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
