@@ -221,13 +221,15 @@ class MatchResult:
 
     @property
     def red_flagged(self) -> bool:
-        return bool(self.red_flags)
+        """A red flag in what the recogniser heard best (not only in an alternative)."""
+        return any(not f.get("possible") for f in self.red_flags)
 
     @property
     def suspicion(self) -> str:
         """Why this turn might be an emergency even if it was not understood as one ('' if not)."""
         if self.red_flags:
-            return "red flag " + ", ".join(f["flag"] for f in self.red_flags)
+            kind = "red flag " if self.red_flagged else "possible red flag "
+            return kind + ", ".join(f["flag"] for f in self.red_flags)
         for s in self.intents:
             if s.urgency == "emergency" and s.confidence >= SUSPECTED_EMERGENCY:
                 return f"{s.intent} {s.confidence:.2f}"
@@ -682,10 +684,17 @@ class IntentMatcher:
                 default = "mental_health_crisis" if f.category == "crisis" else "emergency"
                 route = default if self._is_emergency_intent(default) else self._emergency_intent
             e = ev(route)
-            e.red_flag = max(e.red_flag, max(f.score, 0.01))
-            where = "" if f.source in ("", "best", "transcript") else f" ({f.source})"
-            e.notes.insert(0, f"red flag: {f.label}: {' '.join(f.words)!r}{where}")
-            e.position = min(e.position, f.start)
+            # Found in what the recogniser heard best (even on unsure words): an emergency. Found
+            # only in one of its alternatives: a possible one; the caller goes to a person, but
+            # without the 911 path a garbled "I need my chest x-ray results" would otherwise take.
+            heard = f.source in ("", "transcript") or f.source.startswith("best")
+            if heard:
+                e.red_flag = max(e.red_flag, max(f.score, 0.01))
+                where = "" if f.source in ("", "best", "transcript") else f" ({f.source})"
+                e.notes.insert(0, f"red flag: {f.label}: {' '.join(f.words)!r}{where}")
+                e.position = min(e.position, f.start)
+            else:
+                e.notes.insert(0, f"possible red flag: {f.label}: {' '.join(f.words)!r} ({f.source})")
             out.append(
                 {
                     "flag": f.flag,
@@ -695,6 +704,7 @@ class IntentMatcher:
                     "score": round(float(f.score), 3),
                     "source": f.source,
                     "route": route,
+                    "possible": not heard,
                 }
             )
         return tuple(out)

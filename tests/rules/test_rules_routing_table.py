@@ -71,12 +71,7 @@ UNSEEN_OFF_TOPIC = [
     "do you sell car parts",
     "can you hear me now",
     "sorry wrong number",
-    pytest.param(
-        "we are out of milk again",
-        # Known limit of a bag-of-words classifier: "milk" sits next to a nurse question about
-        # "milk spots" on a baby's nose and wins; strict, so a fix shows up as a pass.
-        marks=pytest.mark.xfail(strict=True, reason="off-topic 'milk' reads as a nurse question"),
-    ),
+    "we are out of milk again",
     "tell me a joke",
     "how much is a taxi to the airport",
 ]
