@@ -31,6 +31,7 @@ from pbx_router.startup import ExitCode, StartupError
 
 if TYPE_CHECKING:
     from pbx_router.calls.conversation import Brain
+    from pbx_router.calls.leadership import Leadership
     from pbx_router.calls.queueing import QueueService
     from pbx_router.queues import OverrideSet, QueuesSection
     from pbx_router.rules import RulesHolder
@@ -221,6 +222,7 @@ class DaemonBackend(OverrideBackend):
         out: dict[str, Any] = {
             "ready": bool(stream is not None and stream.ready.is_set()),
             "ari": {"state": state, "connected": state in ("syncing", "ready"),
+                    "role": app.leadership.role.value if app.leadership is not None else "starting",
                     **(asdict(stream.stats) if stream else {})},
             "active_calls": len(calls),
             "rules": dict(app.rules.status.to_dict()) if app.rules is not None else None,
@@ -323,6 +325,8 @@ class App:
         # Optional call services built at start (see _build_services), run in the top TaskGroup.
         self.services: list[Service] = []
         self.retention: RetentionJob | None = None  # the purge job (store/retention.py), built at start
+        # Runs the events stream only while this daemon holds the app lock (calls/leadership.py).
+        self.leadership: Leadership | None = None
 
     def request_stop(self) -> None:
         if not self.stopping.is_set() and self.on_stop_requested is not None:
@@ -424,6 +428,13 @@ class App:
             ping_interval=cfg.ari.ping_interval,
             backoff=Backoff(cfg.ari.reconnect_min, cfg.ari.reconnect_max),
         )
+        # One active daemon per Asterisk app: the stream runs only under the app lock.
+        from pbx_router.calls.leadership import Leadership
+        from pbx_router.store.applock import AppLock, lock_key
+
+        self.leadership = Leadership(AppLock(self._lock_connection, lock_key(cfg.ari.url, cfg.ari.app)),
+                                     stream, supervisor.hand_over, app=cfg.ari.app,
+                                     on_takeover=self._overrides_on_takeover)
         return recorder, stream
 
     async def _check_ari(self, cfg: Config, ari: AriClient) -> None:
@@ -446,7 +457,8 @@ class App:
         async with asyncio.TaskGroup() as tg:
             rec_task = tg.create_task(recorder.run(), name="call-recorder")
             retention_task = tg.create_task(self._retention(cfg, recorder).run(), name="retention-purge")
-            stream_task = tg.create_task(stream.run(), name="ari-stream")
+            assert self.leadership is not None
+            stream_task = tg.create_task(self.leadership.run(), name="ari-leadership")
             watch_task = None
             if self.rules is not None:
                 from pbx_router.rules.watch import watch_rules
@@ -574,6 +586,22 @@ class App:
                 log.warning("overrides_restore_retry", error=str(exc)[:200])
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)
+
+    async def _lock_connection(self) -> Any:
+        """The app lock's own connection: straight to a configured server (one connection, no
+        pool or migrations to wait for, so a standby decides quickly); the embedded server is
+        reached through the store, which starts it."""
+        url = self.config.database.url
+        if url:
+            import asyncpg
+
+            return await asyncpg.connect(url, timeout=10.0)
+        return await (await self.get_store()).connect()
+
+    async def _overrides_on_takeover(self) -> None:
+        """A standby taking over reads the overrides the active daemon's staff added meanwhile."""
+        restored = await self.admin.restore()
+        log.info("overrides_restored", count=len(restored), on="takeover")
 
     async def aclose(self) -> None:
         if self.store is not None:

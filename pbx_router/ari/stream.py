@@ -3,6 +3,10 @@
 Asterisk re-sends nothing after a reconnect (FINDINGS §7): events raised while we were away
 are lost, so every (re)connect is followed by ``on_connected`` (the resync: list channels and
 bridges and reconcile). The socket is opened *before* the resync so nothing falls between the two.
+
+ApplicationReplaced (another program connected a websocket for our app) ends ``run()`` instead of
+reconnecting: reconnecting would replace the other one, which would do the same, a storm in which
+both lose events. Whoever runs the stream decides what comes next (calls/leadership.py).
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ class StreamState(enum.Enum):
     SYNCING = "syncing"
     READY = "ready"
     BACKOFF = "backoff"
+    STANDBY = "standby"  # not connected on purpose: another daemon is the active one
+    REPLACED = "replaced"  # Asterisk gave our app to another websocket
     STOPPED = "stopped"
 
 
@@ -108,6 +114,7 @@ class EventStream:
         self.ready = asyncio.Event()
         self._dedup = Deduplicator()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._replaced = False
 
     @property
     def url(self) -> str:
@@ -115,6 +122,9 @@ class EventStream:
         return f"{base}/ari/events"
 
     async def run(self) -> None:
+        """Connect, resync, deliver, and reconnect with backoff, until cancelled; returns (state
+        REPLACED) when Asterisk replaced this socket by another one for the same app."""
+        self._replaced = False
         try:
             while True:
                 started = asyncio.get_running_loop().time()
@@ -128,6 +138,8 @@ class EventStream:
                     log.exception("ari_stream_error")
                 finally:
                     self.ready.clear()
+                if self._replaced:
+                    return
                 if asyncio.get_running_loop().time() - started >= self.HEALTHY_AFTER:
                     self.backoff.reset()
                 delay = self.backoff.next_delay()
@@ -135,7 +147,7 @@ class EventStream:
                 log.info("ari_reconnect_scheduled", delay_s=round(delay, 2))
                 await asyncio.sleep(delay)
         finally:
-            self.state = StreamState.STOPPED
+            self.state = StreamState.REPLACED if self._replaced else StreamState.STOPPED
             self.ready.clear()
 
     async def _session_once(self) -> None:
@@ -204,9 +216,12 @@ class EventStream:
             log.warning("ari_event_malformed", error=str(exc)[:200], count=self.stats.malformed)
             return False
         if isinstance(event, ApplicationReplaced):
-            # The old socket stays open but silent (FINDINGS §7): close it and reconnect.
+            # The old socket stays open but silent (FINDINGS §7): close it, and do not reconnect
+            # (that would replace the other one in turn).
             self.stats.replaced += 1
-            log.error("ari_application_replaced", app=self.client.app)
+            self._replaced = True
+            log.error("ari_application_replaced", app=self.client.app,
+                      note="another websocket took this Stasis app; not reconnecting")
             return True
         if event.type not in KNOWN_TYPES:
             self.stats.unknown += 1

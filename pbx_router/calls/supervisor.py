@@ -8,6 +8,7 @@ the websocket task into each call's inbox; the call's own task does all the awai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
@@ -92,6 +93,9 @@ class CallSupervisor:
         self._claims: dict[str, Call] = {}  # secondary channel id -> owning call
         self._tasks: set[asyncio.Task[None]] = set()
         self.accepting = True
+        # Set while handing every call over to another daemon (calls/leadership.py): cancelled
+        # calls are then left to it as they are, not sent to the fallback.
+        self._handing_over = False
         self.stats = SupervisorStats()
         # Recent StasisStart -> answer-issued latencies (bounded).
         self.setup_latencies_ms: deque[float] = deque(maxlen=100_000)
@@ -218,11 +222,12 @@ class CallSupervisor:
                 call.summary.outcome = "abandoned"
             flow.log.info("caller_hung_up", outcome=call.summary.outcome)
         except asyncio.CancelledError:
-            if call.talking:
+            if call.talking or self._handing_over:
                 # A conversation with staff is not interrupted by our shutdown: caller and agent
                 # stay bridged in Asterisk, and the next daemon adopts the call (resync).
                 handed_over = True
-                flow.log.info("call_left_talking", outcome=call.summary.outcome)
+                flow.log.info("call_handed_over" if self._handing_over else "call_left_talking",
+                              outcome=call.summary.outcome)
                 raise
             # Shutdown ran out of time: hand the caller to a human, then let cancellation go on.
             await asyncio.shield(flow.send_to_fallback("shutdown", retry=SHUTDOWN_FALLBACK))
@@ -233,7 +238,15 @@ class CallSupervisor:
             await flow.send_to_fallback("error")
         finally:
             if handed_over:
-                call.summary.extra["left_talking_at_shutdown"] = True
+                if self._handing_over:
+                    call.summary.extra["handed_to_active_daemon"] = True
+                    # Our own listening legs are of no use to the next daemon (it listens with
+                    # its own); the RTP port and recogniser session are ours to give back.
+                    if flow.conversation is not None:
+                        with contextlib.suppress(Exception):
+                            await asyncio.shield(flow.conversation.stop_listening())
+                else:
+                    call.summary.extra["left_talking_at_shutdown"] = True
                 self.sink.submit(call.summary)
                 self._forget(call)
             else:
@@ -363,6 +376,19 @@ class CallSupervisor:
         except TimeoutError:
             log.warning("calls_drain_timeout", remaining=self.routing)
         await self.cancel_all()
+
+    async def hand_over(self) -> None:
+        """Another daemon is (or is about to be) the active one for our Stasis app and adopts
+        every caller in it: forget our calls without touching them in Asterisk (no fallback, no
+        hangup of staff legs), so the two daemons never act on one caller."""
+        if not self._tasks:
+            return
+        log.warning("calls_handed_over", calls=self.active)
+        self._handing_over = True
+        try:
+            await self.cancel_all()
+        finally:
+            self._handing_over = False
 
     async def cancel_all(self) -> None:
         tasks = list(self._tasks)

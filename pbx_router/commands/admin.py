@@ -350,7 +350,8 @@ def _status(client: AdminClient, args: argparse.Namespace) -> int:
         return 0 if ready else 1
     print(f"ready:        {'yes' if ready else 'NO'}")
     ari = status.get("ari") or {}
-    print(f"asterisk:     {'connected' if ari.get('connected') else 'NOT connected'}")
+    role = f" ({ari['role']})" if ari.get("role") not in (None, "active") else ""  # e.g. standby
+    print(f"asterisk:     {'connected' if ari.get('connected') else 'NOT connected'}{role}")
     print(f"active calls: {status.get('active_calls', '?')}")
     rules = status.get("rules") or {}
     if rules:
