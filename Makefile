@@ -26,11 +26,17 @@ DB_TESTS := tests/store tests/scheduling tests/booking tests/admin/test_admin_pe
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	# Understanding on the held-out corpus (never tuned on), typed and then spoken, with the
+	# thresholds reached (README, Testing): a regression fails the run.
+	$(BIN)/pbx-router evaluate -r examples/clinic.yaml tests/corpus/heldout.tsv --failures 0 \
+	    --min-accuracy 0.87 --min-emergency-recall 0.94 --max-false-emergency 0.02
+	$(BIN)/pbx-router evaluate -r examples/clinic.yaml tests/corpus/heldout.tsv --audio --failures 0 \
+	    --min-accuracy 0.65 --min-emergency-recall 0.72 --max-false-emergency 0.08 --max-wer 0.40
 	$(BIN)/python -m pytest
 	$(BIN)/python scripts/external_postgres.py $(BIN)/python -m pytest $(DB_TESTS)
 
 bench: $(STAMP)
-	for b in call_setup decide queues booking listening_capacity; do $(BIN)/python benchmarks/$$b.py --quick || exit 1; done
+	for b in call_setup decide understand queues booking listening_capacity; do $(BIN)/python benchmarks/$$b.py --quick || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

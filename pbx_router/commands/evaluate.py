@@ -324,6 +324,11 @@ async def _evaluate_audio(rs: RuleSet, rows: Sequence[Row], audio_dir: Path, eng
     from pbx_router.speech.transcribe import transcribe_file_async
     from pbx_router.speech.wer import spoken_reference, word_errors
 
+    from pbx_router.speech import process_backend
+
+    # An offline evaluation is not a live call: a worker busy in one long decode on a loaded
+    # machine must not be declared frozen (the live default is a few seconds).
+    process_backend.PING_TIMEOUT_S = max(process_backend.PING_TIMEOUT_S, 120.0)
     report = Report()
     async with EnginePool.from_config(engine=engine or DEFAULT_ENGINE, workers=1) as pool:
         for row in rows:
