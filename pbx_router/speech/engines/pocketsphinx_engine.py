@@ -127,6 +127,8 @@ class PocketSphinxRecognizer:
         out: list[str] = []
         try:
             for hyp in itertools.islice(self._decoder.nbest(), _NBEST_SCAN):
+                if hyp is None:  # a short utterance's lattice can hand out empty entries
+                    continue
                 candidate = _clean_text(hyp.hypstr)
                 if candidate and candidate not in seen:
                     seen.add(candidate)
