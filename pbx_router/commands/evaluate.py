@@ -319,12 +319,11 @@ def print_report(summary: dict[str, Any], report: Report, failures: int, out: Te
 
 
 async def _evaluate_audio(rs: RuleSet, rows: Sequence[Row], audio_dir: Path, engine: str | None) -> Report:
+    from pbx_router.speech import process_backend
     from pbx_router.speech.factory import DEFAULT_ENGINE
     from pbx_router.speech.pool import EnginePool
     from pbx_router.speech.transcribe import transcribe_file_async
     from pbx_router.speech.wer import spoken_reference, word_errors
-
-    from pbx_router.speech import process_backend
 
     # An offline evaluation is not a live call: a worker busy in one long decode on a loaded
     # machine must not be declared frozen (the live default is a few seconds).
