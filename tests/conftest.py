@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
+import structlog
 
 from pbx_router.app import App
 from pbx_router.config import Config, parse_config
@@ -20,6 +21,15 @@ from helpers import eventually
 
 ARI_USER = "pbx-router"
 ARI_PASSWORD = "emulator-ari-password-0123"  # check-config refuses short or placeholder secrets
+
+
+@pytest.fixture(autouse=True)
+def _logging_configuration_restored() -> Iterator[None]:
+    """A test that configures logging (the daemon's level, JSON) must not change what the next
+    test's ``structlog.testing.capture_logs`` sees (e.g. info lines filtered out by level)."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture(scope="session")
