@@ -735,7 +735,13 @@ class IntentMatcher:
         found: list[tuple[int, str]] = []
         model = self.semantic
         start = correction_at if correction_at > 0 else 0
-        if model is not None and any(t in _REQUEST_BOUNDARIES for t in tokens[start:]):
+        confident = {s.intent for s in ranked if s.confidence >= self.floor}
+        # Two requests need two intents above the floor; only then are the clauses worth a look.
+        if (
+            model is not None
+            and len(confident) > 1
+            and any(t in _REQUEST_BOUNDARIES for t in tokens[start:])
+        ):
             clause: list[str] = []
             clause_start = start
             for i in range(start, len(tokens) + 1):
@@ -751,7 +757,6 @@ class IntentMatcher:
                     continue
                 if not negated[i]:
                     clause.append(tok)
-        confident = {s.intent for s in ranked if s.confidence >= self.floor}
         ordered: list[str] = []
         for _, intent in sorted(found):
             if intent in confident and intent not in ordered:
