@@ -695,18 +695,8 @@ class IntentMatcher:
                 e.position = min(e.position, f.start)
             else:
                 e.notes.insert(0, f"possible red flag: {f.label}: {' '.join(f.words)!r} ({f.source})")
-            out.append(
-                {
-                    "flag": f.flag,
-                    "label": f.label,
-                    "category": f.category,
-                    "words": list(f.words),
-                    "score": round(float(f.score), 3),
-                    "source": f.source,
-                    "route": route,
-                    "possible": not heard,
-                }
-            )
+            # The finding as the screen describes it, with where it goes and how sure we are.
+            out.append({**f.to_dict(), "route": route, "possible": not heard})
         return tuple(out)
 
     def _backed(self, name: str) -> bool:
