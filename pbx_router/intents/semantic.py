@@ -198,11 +198,6 @@ class SemanticResult:
     scores: tuple[SemanticScore, ...]  # every intent, most probable first
     none: float = 0.0  # probability that the turn is nothing a clinic line acts on
 
-    def probability(self, intent: str) -> float:
-        for s in self.scores:
-            if s.intent == intent:
-                return s.probability
-        return 0.0
 
 
 NONE = "_none"
@@ -248,10 +243,6 @@ class SemanticModel:
         self._based = frozenset(based)
         self._vocab = frozenset(t for text in train_text for t in normalize(text))
         _warm_lemmas()  # loads the lemmatiser's dictionary now, not during a caller's turn
-
-    @property
-    def size(self) -> int:
-        return len(self._train_text)
 
     def has_base(self, intent: str) -> bool:
         """Whether the built-in corpus (not only the clinic's own examples) trained this intent."""
