@@ -455,6 +455,19 @@ class IntentMatcher:
         # classifier must not overrule that on the same words.
         denied = screened is not None and not screened.flagged and bool(screened.dismissed)
         ranked = self._rank(evidence, screened is not None, denied)
+        top = ranked[0] if ranked else None
+        if (red_flags and all(f["possible"] for f in red_flags) and top is not None
+                and top.urgency == "urgent" and top.confidence >= self.floor):
+            # A red flag only in another reading of the audio, while what was heard best is itself
+            # an urgent clinical complaint ("i have just pain" / "i have chest pain"): the
+            # complaint corroborates the reading, so it counts as heard.
+            red_flags = tuple({**f, "possible": False, "corroborated_by": top.intent} for f in red_flags)
+            for f in red_flags:
+                e = ev(f["route"])
+                e.red_flag = max(e.red_flag, max(float(f["score"]), 0.01))
+                e.notes.insert(0, f"red flag: {f['label']}: {' '.join(f['words'])!r} ({f['source']}, "
+                                  f"corroborated by the clinical request '{top.intent}')")
+            ranked = self._rank(evidence, screened is not None, denied)
         requests = self._requests(tokens, negated, correction_at, ranked)
         return MatchResult(
             text,

@@ -137,3 +137,24 @@ def test_matcher_from_plain_intents_and_regex() -> None:
 def test_normalize_expands_contractions_and_drops_fillers() -> None:
     assert normalize("Um, I CAN'T  breathe!") == ["i", "can", "not", "breathe"]
     assert normalize("I dont need it") == ["i", "do", "not", "need", "it"]
+
+
+def test_a_red_flag_in_another_reading_of_a_clinical_complaint_is_an_emergency(clinic: RuleSet) -> None:
+    """The recogniser heard "just pain" and nearly heard "chest pain": what was heard best is an
+    urgent clinical complaint, which corroborates the other reading. The trace says so."""
+    m = clinic.matcher.match("i have just pain", alternatives=("i have chest pain",))
+    assert m.intent == "emergency" and m.understood
+    assert m.red_flagged
+    assert [f["flag"] for f in m.red_flags] == ["chest"]
+    assert m.red_flags[0]["corroborated_by"] == "urgent_clinical"
+    assert any("corroborated by the clinical request 'urgent_clinical'" in n for n in m.top.evidence)
+
+
+def test_a_red_flag_in_another_reading_of_a_routine_request_stays_possible(clinic: RuleSet) -> None:
+    """A garbled routine request with a red flag only in an alternative is not the 911 path (it
+    is a possible emergency: a person hears the caller out, see test_rules_decide)."""
+    m = clinic.matcher.match("are my chest x ray results back yet",
+                             alternatives=("are my chest pain results back yet",))
+    assert m.intent == "test_results"
+    assert not m.red_flagged
+    assert all(f["possible"] for f in m.red_flags)
