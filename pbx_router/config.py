@@ -132,8 +132,10 @@ class MediaConfig(_Section):
 
 class SpeechConfig(_Section):
     enabled: bool = Field(True, description="listen to callers (needs rules); off = keypad only")
-    engine: Literal["pocketsphinx", "vosk", "vosk-server"] = "pocketsphinx"
-    model_path: str | None = Field(None, description="Vosk model directory (e.g. models/vosk-model-small-en-us-0.15)")
+    engine: Literal["moonshine", "pocketsphinx", "vosk", "vosk-server"] = "moonshine"
+    model_path: str | None = Field(None, description=(
+        "vosk: model directory (e.g. models/vosk-model-small-en-us-0.15); moonshine: a prepared "
+        "model directory (default: built from the moonshine-cpp wheel into the cache)"))
     server_url: str | None = Field(None, description="ws://host:2700 for vosk-server")
     workers: int = Field(2, ge=1, le=64, description="recogniser worker processes/threads")
     expected_sessions: int = Field(8, ge=0, le=1000, description="decoders built ahead of the first calls")

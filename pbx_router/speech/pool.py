@@ -180,7 +180,7 @@ class EnginePool:
         if self._backend is not None:
             return
         backend: _Backend
-        if self.engine == "pocketsphinx":
+        if self.engine in ("moonshine", "pocketsphinx"):
             from pbx_router.speech.process_backend import ProcessBackend
 
             backend = ProcessBackend(self.factory, self.workers, self._start_timeout,

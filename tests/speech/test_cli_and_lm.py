@@ -25,12 +25,21 @@ def test_transcribe_prints_the_words() -> None:
 
 
 def test_transcribe_json_has_the_documented_fields() -> None:
-    done = run_cli(str(AUDIO / "emergency_01.wav"), "--json")
+    done = run_cli(str(AUDIO / "refill_01.wav"), "--json")
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert set(out) == {"text", "confidence", "words", "engine", "alternatives", "audio_seconds",
                         "decode_seconds"}
     assert out["text"] not in out["alternatives"] and len(out["alternatives"]) <= 5
+    assert out["text"] == "i need to refill my prescription" and out["engine"] == "moonshine"
+    assert [w["word"] for w in out["words"]] == out["text"].split()
+    assert 2.0 < out["audio_seconds"] < 4.5 and out["decode_seconds"] > 0
+
+
+def test_transcribe_with_pocketsphinx() -> None:
+    done = run_cli(str(AUDIO / "emergency_01.wav"), "--json", "--engine", "pocketsphinx")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
     assert out["text"] == "i have chest pain" and out["engine"] == "pocketsphinx"
     assert [w["word"] for w in out["words"]] == ["i", "have", "chest", "pain"]
     assert 2.0 < out["audio_seconds"] < 4.0 and out["decode_seconds"] > 0

@@ -44,7 +44,7 @@ async def test_worker_process_final_carries_alternatives_and_word_posteriors(
 
 
 async def test_recording_through_the_live_path_keeps_them() -> None:
-    async with EnginePool.from_config(workers=1) as pool:
+    async with EnginePool.from_config(engine="pocketsphinx", workers=1) as pool:
         transcript, _ = await transcribe_file_async(AUDIO / "appt_new_02.wav", pool)
     _check(transcript)
 

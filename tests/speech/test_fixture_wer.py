@@ -47,7 +47,7 @@ async def test_domain_model_word_error_rate_over_fixtures(sphinx_pool: EnginePoo
 
 async def test_generic_model_is_worse_than_domain_model() -> None:
     rows = [r for r in utterances() if r.noise == "none"][:8]
-    async with EnginePool.from_config(workers=1, language_model="generic") as pool:
+    async with EnginePool.from_config(engine="pocketsphinx", workers=1, language_model="generic") as pool:
         pairs = [(r.transcript, (await transcribe_file_async(r.path, pool))[0].text) for r in rows]
     wer = word_error_rate(pairs)
     print(f"WER pocketsphinx/generic over {len(rows)} clean fixtures: {wer:.3f}")
