@@ -270,10 +270,25 @@ def _usage(pids: list[int]) -> tuple[float, float]:
 
 
 async def listen(pool: EnginePool, endpoint: RtpEndpoint, due0: float, result: LevelResult) -> None:
-    """One call's receive path, as calls/listen.py runs it (minus ARI)."""
+    """One call's receive path, as calls/listen.py runs it (minus ARI): the final transcript is
+    awaited on a task of its own (listen.py's ``_finish``), so the pump goes on reading RTP."""
     ep = Endpointer(EndpointerConfig(no_input_timeout_ms=10**9), sample_rate=RATE)
     session: Any = None
-    async with contextlib.AsyncExitStack() as stack:
+    opened: Any = None
+    finishing: set[asyncio.Task[None]] = set()
+
+    async def finish(cm: Any, stream: Any, due: float) -> None:
+        try:
+            await stream.finish(timeout=5)
+        except SpeechError:
+            result.failures += 1
+        else:
+            result.utterances += 1
+            result.latencies_ms.append((time.monotonic() - due) * 1000)
+        finally:
+            await cm.__aexit__(None, None, None)
+
+    try:
         k = 0
         async for pcm in endpoint.frames():
             due = due0 + k * PACKET_S  # when this packet left the sender
@@ -282,28 +297,29 @@ async def listen(pool: EnginePool, endpoint: RtpEndpoint, due0: float, result: L
             for event in ep.feed(pcm):
                 if isinstance(event, SpeechStarted):
                     try:
-                        session = await stack.enter_async_context(pool.session())
+                        opened = pool.session()
+                        session = await opened.__aenter__()
                     except SpeechError:
                         result.failures += 1
-                        session = None
+                        session = opened = None
                 elif isinstance(event, Audio) and session is not None:
                     result.voiced_seconds += len(event.pcm) / 2 / RATE
                     try:
                         await session.feed(event.pcm)
                     except SpeechError:
                         result.failures += 1
-                        session = None
-                        await stack.aclose()
+                        await opened.__aexit__(None, None, None)
+                        session = opened = None
                 elif isinstance(event, SpeechEnded) and session is not None:
-                    try:
-                        await session.finish(timeout=5)
-                    except SpeechError:
-                        result.failures += 1
-                    else:
-                        result.utterances += 1
-                        result.latencies_ms.append((time.monotonic() - due) * 1000)
-                    session = None
-                    await stack.aclose()
+                    task = asyncio.create_task(finish(opened, session, due))
+                    finishing.add(task)
+                    task.add_done_callback(finishing.discard)
+                    session = opened = None
+    finally:
+        if opened is not None:
+            await opened.__aexit__(None, None, None)
+        if finishing:
+            await asyncio.gather(*finishing, return_exceptions=True)
 
 
 async def watch_loop(result: LevelResult, stop: asyncio.Event) -> None:

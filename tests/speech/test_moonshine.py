@@ -103,7 +103,7 @@ def test_fixture_word_error_rate(recognizer: me.MoonshineRecognizer) -> None:
         pairs.append((spoken_reference(row.transcript), text))
     wer = word_error_rate(pairs)
     print(f"WER moonshine over {len(pairs)} fixtures: {wer:.3f}")
-    assert wer <= 0.09  # measured 0.061 (PocketSphinx with the domain LM: 0.095)
+    assert wer <= 0.10  # measured 0.082 (PocketSphinx with the domain LM: 0.095)
 
 
 def test_a_red_flag_the_model_nearly_heard_is_offered_as_an_alternative(

@@ -16,10 +16,10 @@ What a final transcript carries:
 - ``words``: one per spoken word, with the probability the decoder gave its least sure piece
   (timings are not known: 0);
 - ``confidence``: the geometric mean of the token probabilities;
-- ``alternatives``: the next-best reading where the decoder hesitated most (its second choice at
-  that token, decoded greedily from there), and up to ``WATCH_BRANCHES`` readings that start a
-  red-flag word the decoder nearly chose ("i have just pain" -> "i have chest pain" at p 0.05):
-  the emergency screen reads alternatives, so a red flag heard with low confidence still counts.
+- ``alternatives``: up to ``WATCH_BRANCHES`` readings that start a red-flag word the decoder
+  nearly chose: that word decoded (a few tokens), the rest as heard best, kept when it brings such
+  a word ("i have just pain" -> "i have chest pain", where "chest" had p 0.05): the emergency
+  screen reads alternatives, so a red flag heard with low confidence still counts.
 """
 
 from __future__ import annotations
@@ -47,14 +47,13 @@ _CACHE = [f"past_key_values.{i}.{part}.{kind}" for i in range(_LAYERS)
 TOKENS_PER_SECOND = 6
 MIN_SECONDS = 0.1
 MAX_SECONDS = 30.0  # longer audio is cut (the call flow caps an utterance well below this)
-# An alternative is decoded when the least sure token had a runner-up at least this likely.
-ALTERNATIVE_MIN_P = 0.15
 _SPACE = "\u2581"
 _SPACE_BYTES = _SPACE.encode()
 # Safety readings: a watched word's first piece among the decoder's top choices at least this
 # likely is decoded onward (at most WATCH_BRANCHES per utterance, most likely first).
 WATCH_MIN_P = 0.01
 WATCH_BRANCHES = 2
+WORD_TOKENS = 6  # pieces decoded for a safety reading's word at most
 _TOP_K = 5
 
 
@@ -119,22 +118,27 @@ class MoonshineModel:
         logits = out[0][0, -1].copy()
         logits[_END] = -np.inf  # speech was detected: an empty transcript is never the answer
         best = self._greedy(logits, cache, limit)
-        branches: list[_Branch] = []
-        # The most hesitant token: its runner-up decoded onward once (an n-best of two) ...
-        if best.doubt is not None and best.doubt.p >= ALTERNATIVE_MIN_P:
-            branches.append(best.doubt)
-        # ... and, for safety, readings that start a watched word the decoder nearly chose.
-        watched = sorted(best.watched, key=lambda b: -b.p)[:WATCH_BRANCHES]
-        branches.extend(b for b in watched if b is not best.doubt)
-        for at in branches:
-            rest = self._greedy(None, dict(at.cache), limit - at.index - 1, first_token=at.token)
-            best.alternatives.append(Decoded(best.tokens[:at.index] + rest.tokens,
-                                             best.probabilities[:at.index] + [at.p] + rest.probabilities[1:],
-                                             watch=at is not best.doubt))
+        # For safety, the readings that start a watched word the decoder nearly chose. (A general
+        # n-best, the runner-up at the most hesitant token, cost 14% more CPU and brought the
+        # screen nothing these do not: measured, models/README.md.)
+        # Only the word that starts there is decoded (a few tokens); the rest of the reading is the
+        # best one's, from its next word on ("i have [just -> chest] pain").
+        for at in sorted(best.watched, key=lambda b: -b.p)[:WATCH_BRANCHES]:
+            word = self._greedy(None, dict(at.cache), WORD_TOKENS, first_token=at.token, one_word=True)
+            after = next((k for k in range(at.index + 1, len(best.tokens)) if self._starts_word(best.tokens[k])),
+                         len(best.tokens))
+            best.alternatives.append(Decoded(
+                best.tokens[:at.index] + word.tokens + best.tokens[after:],
+                best.probabilities[:at.index] + [at.p] + word.probabilities[1:] + best.probabilities[after:]))
         return best
 
+    def _starts_word(self, token: int) -> bool:
+        return token < len(self.vocabulary) and self.vocabulary[token].startswith(_SPACE_BYTES)
+
     def _greedy(self, logits: np.ndarray[Any, Any] | None, cache: dict[str, Any], limit: int,
-                first_token: int | None = None) -> Decoded:
+                first_token: int | None = None, one_word: bool = False) -> Decoded:
+        """Greedy decoding from ``logits`` (or from ``first_token``, taken as given); with
+        ``one_word``, it stops before the next word starts."""
         decoded = Decoded([], [])
         for index in range(max(0, limit)):
             if logits is None:
@@ -146,11 +150,8 @@ class MoonshineModel:
                 top = np.argpartition(-probs, _TOP_K)[:_TOP_K]
                 top = top[np.argsort(-probs[top])]
                 token, p = int(top[0]), float(probs[top[0]])
-                if token == _END:
+                if token == _END or (one_word and self._starts_word(token)):
                     break
-                second = int(top[1])
-                if second != _END and (decoded.doubt is None or float(probs[second]) > decoded.doubt.p):
-                    decoded.doubt = _Branch(index, second, float(probs[second]), dict(cache))
                 if first_token is None and token not in self._watch_starts:
                     for other in top[1:]:
                         q = float(probs[other])
@@ -191,10 +192,8 @@ class _Branch:
 class Decoded:
     tokens: list[int]
     probabilities: list[float]
-    doubt: _Branch | None = None  # the most likely runner-up of the whole decoding
     watched: list[_Branch] = field(default_factory=list)  # runners-up that start a watched word
     alternatives: list[Decoded] = field(default_factory=list)
-    watch: bool = False  # a safety reading: kept only if it brings a watched word
 
 
 _models: dict[Path, MoonshineModel] = {}
@@ -298,8 +297,8 @@ class MoonshineRecognizer:
         for other in decoded.alternatives:
             said = spoken_words(self._model.words(other.tokens, other.probabilities))
             brought = {w.replace("'", "") for w, _ in said} - set(seen)
-            if other.watch and not brought & self._model.watch_words:
-                continue
+            if not brought & self._model.watch_words:
+                continue  # a safety reading is kept only if it brings a watched word
             if said and [w for w, _ in said] != seen and _text(said) not in alternatives:
                 alternatives.append(_text(said))
         return Transcript(
