@@ -9,6 +9,7 @@ import re
 
 import aiohttp
 import pytest
+from rapidfuzz.distance import Levenshtein
 
 from pbx_router.speech import EnginePool, EngineUnavailable, WorkerLost, build_engine
 from pbx_router.speech.engines.vosk_engine import parse_result
@@ -140,5 +141,11 @@ async def test_vosk_pool_serves_more_calls_than_prebuilt_recognisers() -> None:
                     await s.feed(chunk)
             finals = await asyncio.gather(a.finish(10), b.finish(10), c.finish(10))
             assert pool.stats.busy == 3
-        assert len({f.text for f in finals}) == 1 and HANGUL.search(finals[0].text)
+        # Every session heard the whole utterance. (Not necessarily the very same string: each
+        # decode takes what was buffered by then, and Kaldi's last word can depend on where the
+        # chunks fell: seen in CI, "... 학업 이 나" against "... 학업 이 니다".)
+        assert all(HANGUL.search(f.text) and len(f.text.split()) >= 4 for f in finals)
+        first = finals[0].text.split()
+        for f in finals[1:]:
+            assert Levenshtein.distance(first, f.text.split()) <= max(1, len(first) // 4), (first, f.text)
         assert pool.stats.busy == 0 and pool.stats.restarts == 0
