@@ -338,6 +338,12 @@ def _flags(tokens: list[str]) -> tuple[list[bool], int]:
     return negated, correction_at
 
 
+def _count_flag(e: _Evidence, score: float, note: str) -> None:
+    """A red flag counted as heard: it carries its intent, noted first in the trace."""
+    e.red_flag = max(e.red_flag, max(score, 0.01))
+    e.notes.insert(0, note)
+
+
 class IntentMatcher:
     """Built once per rules version from its intents; ``match`` is pure and thread-safe."""
 
@@ -463,10 +469,9 @@ class IntentMatcher:
             # complaint corroborates the reading, so it counts as heard.
             red_flags = tuple({**f, "possible": False, "corroborated_by": top.intent} for f in red_flags)
             for f in red_flags:
-                e = ev(f["route"])
-                e.red_flag = max(e.red_flag, max(float(f["score"]), 0.01))
-                e.notes.insert(0, f"red flag: {f['label']}: {' '.join(f['words'])!r} ({f['source']}, "
-                                  f"corroborated by the clinical request '{top.intent}')")
+                _count_flag(ev(f["route"]), float(f["score"]),
+                            f"red flag: {f['label']}: {' '.join(f['words'])!r} ({f['source']}, "
+                            f"corroborated by the clinical request '{top.intent}')")
             ranked = self._rank(evidence, screened is not None, denied)
         requests = self._requests(tokens, negated, correction_at, ranked)
         return MatchResult(
@@ -702,9 +707,8 @@ class IntentMatcher:
             # without the 911 path a garbled "I need my chest x-ray results" would otherwise take.
             heard = f.source in ("", "transcript") or f.source.startswith("best")
             if heard:
-                e.red_flag = max(e.red_flag, max(f.score, 0.01))
                 where = "" if f.source in ("", "best", "transcript") else f" ({f.source})"
-                e.notes.insert(0, f"red flag: {f.label}: {' '.join(f.words)!r}{where}")
+                _count_flag(e, f.score, f"red flag: {f.label}: {' '.join(f.words)!r}{where}")
                 e.position = min(e.position, f.start)
             else:
                 e.notes.insert(0, f"possible red flag: {f.label}: {' '.join(f.words)!r} ({f.source})")

@@ -172,8 +172,8 @@ class MoonshineModel:
         out: list[tuple[bytes, float]] = []
         for token, p in zip(tokens, probabilities, strict=True):
             piece = self.vocabulary[token] if token < len(self.vocabulary) else b""
-            if piece.startswith(_SPACE.encode()) or not out:
-                out.append((piece.removeprefix(_SPACE.encode()), p))
+            if piece.startswith(_SPACE_BYTES) or not out:
+                out.append((piece.removeprefix(_SPACE_BYTES), p))
             else:
                 text, q = out[-1]
                 out[-1] = (text + piece, min(p, q))
