@@ -59,6 +59,12 @@ class QueueWire(QueueState):
             raise CallerGone(flow.call.channel_id) from None
 
     async def _enter_holding(self, flow: CallFlow, m: Member, action: Queued) -> None:
+        # Our place in line (and urgency), kept on the channel itself: a restarted daemon reads it
+        # back. Written before the caller enters the holding bridge: a daemon that dies between the
+        # two must not leave a caller in line whose place (an emergency's urgency) is lost.
+        with contextlib.suppress(AriError):
+            await self.ari.set_variable(flow.call.channel_id, QUEUE_VAR,
+                                        format_place(m.queue, m.priority, m.joined_at, m.urgency))
         await self._holding_bridge(action.queue, action.bridge_id, action.moh_class)
         try:
             await self.ari.add_channel(action.bridge_id, flow.call.channel_id)
@@ -69,10 +75,6 @@ class QueueWire(QueueState):
             await self._holding_bridge(action.queue, action.bridge_id, action.moh_class)
             await self.ari.add_channel(action.bridge_id, flow.call.channel_id)
         m.holding = action.bridge_id
-        # Our place in line, kept on the channel itself: a restarted daemon reads it back.
-        with contextlib.suppress(AriError):
-            await self.ari.set_variable(flow.call.channel_id, QUEUE_VAR,
-                                        format_place(m.queue, m.priority, m.joined_at, m.urgency))
 
     async def _holding_bridge(self, queue: str, bridge_id: str, moh_class: str) -> None:
         """Get-or-create the queue's holding bridge with its music, once per daemon life."""
