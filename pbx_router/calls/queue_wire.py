@@ -65,28 +65,35 @@ class QueueWire(QueueState):
         with contextlib.suppress(AriError):
             await self.ari.set_variable(flow.call.channel_id, QUEUE_VAR,
                                         format_place(m.queue, m.priority, m.joined_at, m.urgency))
-        await self._holding_bridge(action.queue, action.bridge_id, action.moh_class)
+        await self._holding_bridge(action.queue, action.bridge_id)
         try:
             await self.ari.add_channel(action.bridge_id, flow.call.channel_id)
         except AriGone:
             # addChannel answers 404 only for a missing *bridge* (a missing channel is 400): the
             # holding bridge we made earlier is gone (Asterisk restarted). Make it again, once.
             self._holding.pop(action.queue, None)
-            await self._holding_bridge(action.queue, action.bridge_id, action.moh_class)
+            await self._holding_bridge(action.queue, action.bridge_id)
             await self.ari.add_channel(action.bridge_id, flow.call.channel_id)
         m.holding = action.bridge_id
+        await self._start_music(action.bridge_id, action.moh_class)
 
-    async def _holding_bridge(self, queue: str, bridge_id: str, moh_class: str) -> None:
-        """Get-or-create the queue's holding bridge with its music, once per daemon life."""
+    async def _holding_bridge(self, queue: str, bridge_id: str) -> None:
+        """Get-or-create the queue's holding bridge, once per daemon life."""
         task = self._holding.get(queue)
         if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
-            task = asyncio.get_running_loop().create_task(self._make_holding(bridge_id, moh_class))
+            # Asterisk has no get-or-create: POST answers 409 for an existing id, then GET.
+            task = asyncio.get_running_loop().create_task(self._ari_bridge(bridge_id))
             self._holding[queue] = task
         await asyncio.shield(task)
 
-    async def _make_holding(self, bridge_id: str, moh_class: str) -> None:
-        # Asterisk has no get-or-create: POST answers 409 for an existing id, then GET.
+    async def _ari_bridge(self, bridge_id: str) -> None:
         await self.ari.get_or_create_bridge(bridge_id, "holding", name=bridge_id)
+
+    async def _start_music(self, bridge_id: str, moh_class: str) -> None:
+        """Music for whoever is in the holding bridge, started on every entry. Asterisk's music
+        announcer is a "lonely" bridge channel: it leaves with the last caller and the music
+        stops with it (issue 11, D1), so a bridge that had music may have none now. Starting it
+        while it plays reuses the same announcer (204)."""
         try:
             await self.ari.start_bridge_moh(bridge_id, moh_class)
         except AriError as exc:

@@ -101,6 +101,14 @@ class BridgesMixin(PbxState):
         bridge.channels.remove(channel.id)
         channel.bridge_id = None
         self._bridge_event(bridge, channel, "ChannelLeftBridge")
+        if not bridge.channels and bridge.moh_class is not None:
+            # Asterisk's music announcer is a "lonely" bridge channel (res_stasis.c pushes it with
+            # AST_BRIDGE_CHANNEL_FLAG_LONELY): left alone it leaves, and the music stops. The
+            # next channel to enter hears nothing until music is started again (seen on a real
+            # Asterisk 22.10.1: "Announcer/ARI_MOH-...;2 left 'holding_bridge'", then "Stopped
+            # music on hold"). No ARI event: the announcer is hidden from ARI.
+            bridge.moh_class = None
+            bridge.announcers = [a for a in bridge.announcers if "ARI_MOH" not in a]
         if len(bridge.channels) + len(bridge.announcers) >= 2:
             self._refresh_bridge_vars(bridge, skip_single=True)
         handle = self._handles.get(channel.id)

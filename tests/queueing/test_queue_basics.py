@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pbx_router.testing import AgentBehaviour
 
+from helpers import eventually
 from queueing.conftest import QueueBed, agents_for
 
 
@@ -23,3 +24,25 @@ async def test_caller_waits_with_music_then_talks_to_the_agent_who_answers(bed: 
     await bed.settled()
     # The holding bridge stays (fixed id, reused by the next caller and by a restarted daemon).
     assert "queue-q1" in bed.pbx.bridges
+
+
+async def test_a_caller_who_queues_after_the_line_emptied_hears_music_too(bed: QueueBed) -> None:
+    """Asterisk's music announcer leaves a holding bridge when the last caller does (it is a
+    "lonely" channel), and the music stops with it (issue 11, D1: on the real PBX the second
+    caller of the day waited in silence). Whoever enters next must hear music again."""
+    await bed.start({"q1": {"moh_class": "clinic"}}, agents_for(1),
+                    {"PJSIP/agent1": AgentBehaviour.answer_after(0.5)})
+    first = await bed.call()
+    await bed.queued(first)
+    await eventually(lambda: bed.pbx.bridges["queue-q1"].moh_class == "clinic", what="music for the first caller")
+    await bed.answered(first)
+    # The first caller left for the agent: the bridge is empty and Asterisk stopped the music.
+    assert bed.holding() == []
+    assert bed.pbx.bridges["queue-q1"].moh_class is None
+    await first.hangup()
+    await bed.settled()
+    second = await bed.call()
+    await bed.queued(second)
+    await eventually(lambda: bed.pbx.bridges["queue-q1"].moh_class == "clinic", what="music for the second caller")
+    assert second.channel_id in bed.holding()
+    await bed.answered(second)
