@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 log = get_logger("pbx_router.calls")
 
 MAX_TURNS = 4
+# Listening that failed to start is tried again this many times, at the start of a later turn.
+LISTEN_RETRIES = 1
 
 
 @dataclass
@@ -94,6 +96,7 @@ class Conversation:
         self.last_heard: Heard | None = None  # what the decision being acted on was based on
         self.ruleset: RuleSet | None = None
         self.listens = 0
+        self.listen_failures = 0
 
     async def run(self) -> None:
         flow, call = self.flow, self.call
@@ -106,6 +109,11 @@ class Conversation:
         decision: Decision | None = None
         try:
             while True:
+                if attempt > 1 and self.listener is None and 0 < self.listen_failures <= LISTEN_RETRIES:
+                    # Ears that failed to start (Asterisk busy, a leg late into Stasis) get another
+                    # chance on the next turn: a whole call on the keypad for one failed request is
+                    # what a caller must not get (issue 11, D2).
+                    await self.start_listening()
                 heard = await self.turn(prompt)
                 if heard.source == "error":
                     # The recogniser failed for this utterance: go on with the keypad.
@@ -150,7 +158,9 @@ class Conversation:
         try:
             await listener.start()
         except Exception as exc:  # noqa: BLE001 - no ears is not a reason to drop the caller
-            self.log.warning("listen_start_failed", error=str(exc) or type(exc).__name__)
+            self.listen_failures += 1
+            self.log.warning("listen_start_failed", error=str(exc) or type(exc).__name__,
+                             attempt=self.listen_failures)
             await listener.stop()
             return
         self.listener = listener

@@ -45,6 +45,10 @@ _LEGACY_LISTEN_ID = re.compile(r"^pbxr-(?:s|m|mb|bs|bm|bb)\d*-.")
 _serials = itertools.count()
 # No RTP for this long means a silence gap (a caller that sends nothing while quiet).
 GAP_S = 0.2
+# How long the snoop and externalMedia legs may take to enter Stasis after Asterisk answered
+# their requests (issue 11, D2), and the first pause between addChannel attempts (doubling).
+STASIS_ENTRY_S = 3.0
+STASIS_RETRY_S = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,9 +139,27 @@ class Listener:
             host = await self.ari.get_variable(self.media_id, "UNICASTRTP_LOCAL_ADDRESS")
             peer_port = await self.ari.get_variable(self.media_id, "UNICASTRTP_LOCAL_PORT")
         self.endpoint.expect_peer(host, int(peer_port))
-        await self.ari.add_channel(self.bridge_id, [self.snoop_id, self.media_id])
+        await self._join_legs()
         self._task = asyncio.create_task(self._pump(), name=f"listen-{call.channel_id}")
         self._task.add_done_callback(self._pump_done)
+
+    async def _join_legs(self) -> None:
+        """Snoop and externalMedia legs into the listening bridge. Asterisk enters Stasis for each
+        on a thread of its own, sometimes only after answering the request that made it; until
+        then addChannel answers 422 "Channel not in Stasis application" (issue 11, D2: such calls
+        went deaf for their whole length). So 422 is tried again, briefly, and only 422."""
+        pause = STASIS_RETRY_S
+        async with asyncio.timeout(STASIS_ENTRY_S):
+            while True:
+                try:
+                    await self.ari.add_channel(self.bridge_id, [self.snoop_id, self.media_id])
+                    return
+                except AriError as exc:
+                    if exc.status != 422:
+                        raise
+                    self.log.debug("listen_legs_not_in_stasis_yet", retry_in_s=pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 0.2)
 
     async def _finish(self, session_cm: Any, session: Any, resampler: Resampler | None, reason: str) -> None:
         try:

@@ -4,6 +4,7 @@ externalMedia leg hears of the bridge it is in.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 from collections.abc import Mapping
@@ -52,8 +53,18 @@ class MediaMixin(PbxState):
         self._register(snoop)
         target.snoops.append(snoop.id)
         body = snoop
-        self._enter_stasis(snoop, app_name, args, send_status_var=False)
+        if self.stasis_lag_s > 0:
+            self._spawn(self._enter_stasis_later(snoop, app_name, args, send_status_var=False), snoop)
+        else:
+            self._enter_stasis(snoop, app_name, args, send_status_var=False)
         return body
+
+    async def _enter_stasis_later(self, channel: Channel, app_name: str, args: list[str],
+                                  send_status_var: bool) -> None:
+        await asyncio.sleep(self.stasis_lag_s)  # emulated thread scheduling, not a test wait
+        if channel.id in self._channels and channel.app is None:
+            if not self._enter_stasis(channel, app_name, args, send_status_var=send_status_var):
+                self._destroy(channel, 16)
 
     def _end_snoop(self, snoop: Channel) -> None:
         """Recorded: the snoop leaves its bridge and Stasis, with no HangupRequest/Destroyed."""
@@ -114,7 +125,9 @@ class MediaMixin(PbxState):
         channel.state = "Up"
         self._channel_event(channel, "ChannelStateChange")
         self._dial_event(channel, "ANSWER", f"{host}/c({fmt_name})")
-        if not self._enter_stasis(channel, app_name, [], send_status_var=True):
+        if self.stasis_lag_s > 0:
+            self._spawn(self._enter_stasis_later(channel, app_name, [], send_status_var=True), channel)
+        elif not self._enter_stasis(channel, app_name, [], send_status_var=True):
             self._destroy(channel, 16)  # still 200 (FINDINGS §7), then hung up
             return body, channel
         self._spawn(stream.run(lambda frame, due: self._media_frame(channel, due)), channel)

@@ -57,6 +57,12 @@ class PbxState:
         self._name_counters: dict[str, itertools.count[int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.startup_time = time.time()
+        # Asterisk starts Stasis for a snoop or externalMedia channel on a thread of its own
+        # (res_stasis_snoop.c, the originate behind externalMedia): usually its StasisStart beats
+        # the HTTP reply, but not always, and until it comes addChannel answers 422 "Channel not
+        # in Stasis application" (issue 11, D2: 3 calls in 35 on a real Asterisk 22.10.1). A test
+        # sets this to make every such channel enter Stasis that long after the reply.
+        self.stasis_lag_s = 0.0
 
     # ----------------------------------------------------------------- tasks & clock
     def _spawn(self, coro: Coroutine[Any, Any, None], channel: Channel | None = None) -> None:

@@ -100,6 +100,44 @@ async def test_refill_request_in_open_hours_goes_to_the_pharmacy(
     assert daemon.app.brain.ports.in_use == 0
 
 
+async def test_caller_is_heard_when_the_listening_legs_enter_stasis_after_the_reply(
+    clinic_pbx: AsteriskEmulator, start_daemon: DaemonFactory, database_url: str
+) -> None:
+    """Issue 11, D2: Asterisk starts Stasis for the snoop and externalMedia legs on threads of its
+    own, and now and then after answering the request; an addChannel sent at once then gets 422
+    "Channel not in Stasis application". That call used to go deaf for its whole length (only
+    no-input turns). The caller must still be heard and routed by what they said."""
+    clinic_pbx.stasis_lag_s = 0.08
+    await start_clinic_daemon(start_daemon, OPEN)
+    call = await clinic_pbx.place_call(caller_number="+15554000009", dialled="100", audio=AUDIO / "refill_01.wav",
+                                       audio_at=0.5)
+    agent, row = await served_by(clinic_pbx, call, database_url)
+    assert agent == "PJSIP/agent2"
+    assert row["intent"] == "prescription_refill"
+    # The emulator did answer 422 to the early addChannel (so this test exercises the race).
+    early = [r for r in clinic_pbx.requests if r.path.endswith("/addChannel") and r.status == 422]
+    assert early, "no addChannel met a channel outside Stasis: the lag did not bite"
+
+
+async def test_listening_that_failed_to_start_is_tried_again_on_the_next_turn(
+    clinic_pbx: AsteriskEmulator, start_daemon: DaemonFactory, database_url: str
+) -> None:
+    """Asterisk refused the first externalMedia request: the caller, who stays silent through the
+    greeting, is asked again with ears that work this time, and their answer routes the call."""
+    clinic_pbx.sounds["hello-world"] = 0.5
+    clinic_pbx.fail_requests("POST", "/ari/channels/externalMedia", times=1)
+    daemon = await start_clinic_daemon(start_daemon, OPEN)
+    # Greeting 0.5 s, then 2.5 s of no input: the reprompt turn starts about 3 s in.
+    call = await clinic_pbx.place_call(caller_number="+15554000010", dialled="100", audio=AUDIO / "refill_01.wav",
+                                       audio_at=4.5)
+    agent, row = await served_by(clinic_pbx, call, database_url)
+    assert agent == "PJSIP/agent2"
+    assert row["intent"] == "prescription_refill"
+    externals = [r for r in clinic_pbx.requests if r.path.endswith("/channels/externalMedia")]
+    assert [r.status for r in externals] == [500, 200]
+    assert daemon.app.brain.ports.in_use == 0
+
+
 async def test_refill_request_at_night_takes_the_after_hours_path(
     clinic_pbx: AsteriskEmulator, start_daemon: DaemonFactory
 ) -> None:
