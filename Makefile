@@ -22,8 +22,13 @@ demo: $(STAMP)
 # server given only by URL (the machine's own PostgreSQL, started in a throwaway cluster).
 DB_TESTS := tests/store tests/scheduling tests/booking tests/admin/test_admin_persistence.py tests/calls/test_call_flow.py
 
+# The real Asterisk 22.10.1 the tests in tests/real_pbx run against: built from source offline by
+# the shared script (10-15 minutes the first time, then it returns at once), with sipp and sounds.
+ASTERISK_BUILD ?= ../shared/asterisk/build.sh
+
 # Lint and types first (seconds), so a mistake fails before the long suite starts.
 test: $(STAMP)
+	bash $(ASTERISK_BUILD)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	# Understanding on the held-out corpus (never tuned on), typed and then spoken, with the

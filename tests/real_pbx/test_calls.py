@@ -1,0 +1,90 @@
+"""Callers on a real Asterisk 22, through the daemon as a real process: what a caller hears and
+where they end up, seen from their SIP phone and the staff's phones."""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+
+from pbx_router.testing.asterisk import RealAsterisk
+from pbx_router.testing.sip import SipAgent, SipCaller
+
+from helpers import eventually
+from real_pbx.conftest import AUDIO, RealDaemon
+
+
+async def record_of(db_url: str, number_hint: str | None = None) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(db_url)
+    try:
+        return list(await conn.fetch("SELECT * FROM calls WHERE ended_at IS NOT NULL ORDER BY started_at"))
+    except asyncpg.UndefinedTableError:
+        return []
+    finally:
+        await conn.close()
+
+
+async def test_keypad_choice_during_the_greeting_reaches_the_pharmacy_phone(
+    asterisk: RealAsterisk, real_daemon: RealDaemon, database_url: str
+) -> None:
+    async with SipAgent(asterisk, "agent2", ring_s=0.3) as pharmacy:
+        # "2" is the refill key in examples/clinic.yaml, pressed while the greeting plays.
+        async with SipCaller(asterisk, "100", dtmf=[(0.8, "2")], hangup_after=20) as caller:
+            await asyncio.wait_for(caller.answered.wait(), 15)
+            await pharmacy.wait_for(lambda a: a.answered >= 1, timeout=20, what="the pharmacy phone answered")
+            assert pharmacy.invites == 1
+            # The caller hears the agent's side of the bridge: Asterisk relays RTP both ways once
+            # the agent's phone is connected (the agent says nothing: Asterisk still sends frames
+            # only if there is audio, so check the agent hears the caller instead).
+            t = asyncio.get_running_loop().time()
+            await eventually(lambda: any(r.at > t for r in pharmacy.rtp.received), timeout=5,
+                             what="the caller's audio at the pharmacy phone")
+            await caller.hang_up()
+    rows = await eventually(lambda: record_of(database_url), timeout=15, what="the call record")
+    assert rows[-1]["intent"] == "prescription_refill"
+    assert rows[-1]["outcome"] == "queue:pharmacy:answered"
+
+
+async def test_a_spoken_refill_request_reaches_the_pharmacy_phone(
+    asterisk: RealAsterisk, real_daemon: RealDaemon, database_url: str
+) -> None:
+    async with SipAgent(asterisk, "agent2", ring_s=0.3) as pharmacy:
+        async with SipCaller(asterisk, "100", audio=AUDIO / "refill_01.wav", audio_at=0.6,
+                             hangup_after=30) as caller:
+            await asyncio.wait_for(caller.answered.wait(), 15)
+            await pharmacy.wait_for(lambda a: a.answered >= 1, timeout=30, what="the pharmacy phone answered")
+            await caller.hang_up()
+    rows = await eventually(lambda: record_of(database_url), timeout=15, what="the call record")
+    assert rows[-1]["intent"] == "prescription_refill"
+    assert "refill" in (rows[-1]["transcript"] or "")
+
+
+async def queued_with_music(asterisk: RealAsterisk, pharmacy: SipAgent, n: int) -> float:
+    """Caller ``n`` presses the refill key, waits while the pharmacy phone rings, and is answered;
+    the share of the wait (from shortly after the keypress to the answer) that had audio."""
+    loop = asyncio.get_running_loop()
+    async with SipCaller(asterisk, "100", dtmf=[(0.5, "2")], hangup_after=40) as caller:
+        await asyncio.wait_for(caller.answered.wait(), 15)
+        assert caller.answered_at is not None
+        await pharmacy.wait_for(lambda a: a.answered >= n, timeout=30, what=f"caller {n} answered")
+        answered = loop.time()
+        # In line from ~1 s after the keypress (the greeting stopped, the queue decided) until the
+        # phone that rang for ring_s answered.
+        t0, t1 = caller.answered_at + 2.0, answered - 0.3
+        assert t1 - t0 > 2.0, "the wait was too short to judge"
+        share = caller.rtp.slots_with_audio(t0, t1)
+        gap = caller.rtp.gaps(t0, t1)
+        await caller.hang_up()
+    return share if gap < 0.5 else 0.0
+
+
+async def test_every_queued_caller_hears_music_for_the_whole_wait(
+    asterisk: RealAsterisk, real_daemon: RealDaemon
+) -> None:
+    """Issue 11, D1: Asterisk's music announcer leaves a holding bridge with its last caller, and
+    the music stops. The first caller of the day heard music; the next one waited in silence."""
+    async with SipAgent(asterisk, "agent2", ring_s=4.5) as pharmacy:
+        first = await queued_with_music(asterisk, pharmacy, 1)
+        second = await queued_with_music(asterisk, pharmacy, 2)
+    assert first >= 0.9, f"first caller: audio in {first:.0%} of the wait"
+    assert second >= 0.9, f"second caller: audio in {second:.0%} of the wait"
