@@ -564,8 +564,7 @@ class App:
                 raise StartupError(ExitCode.LISTEN, f"cannot listen on admin API {where}: "
                                                     f"{cause.strerror or cause}") from exc
             raise StartupError(ExitCode.CONFIG, str(exc)) from exc
-        self.admin_url = server.url
-        log.info("admin_api_listening", url=server.url)
+        self.admin_url = server.url  # the server logs admin_api_listening itself
         return server
 
     async def _stop_admin(self) -> None:

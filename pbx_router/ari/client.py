@@ -24,6 +24,7 @@ from pbx_router.ari.errors import (
     AriUnavailable,
 )
 from pbx_router.ari.models import Bridge, Channel, Endpoint, Playback
+from pbx_router.log import get_logger
 
 _Params = Mapping[str, str | int | float | bool | None]
 
@@ -35,6 +36,9 @@ def _clean(params: _Params | None) -> dict[str, str]:
             continue
         out[k] = ("true" if v else "false") if isinstance(v, bool) else str(v)
     return out
+
+
+log = get_logger("pbx_router.ari")
 
 
 class AriClient:
@@ -115,6 +119,9 @@ class AriClient:
                 data = body.decode("utf-8", "replace")
         if status < 300:
             return data
+        # Every refusal is visible when looking for requests that fail for nothing (ids only:
+        # paths carry channel and bridge ids, never a number or a transcript).
+        log.debug("ari_refused", method=method, path=path, status=status)
         raise self._error(status, data, method, path)
 
     @staticmethod

@@ -115,6 +115,7 @@ class EventStream:
         self._dedup = Deduplicator()
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._replaced = False
+        self._closing = False
 
     @property
     def url(self) -> str:
@@ -125,6 +126,7 @@ class EventStream:
         """Connect, resync, deliver, and reconnect with backoff, until cancelled; returns (state
         REPLACED) when Asterisk replaced this socket by another one for the same app."""
         self._replaced = False
+        self._closing = False
         try:
             while True:
                 started = asyncio.get_running_loop().time()
@@ -165,6 +167,7 @@ class EventStream:
             log.info("ari_connected", app=self.client.app, connects=self.stats.connects)
             self.state = StreamState.SYNCING
             resync = asyncio.create_task(self._resync(), name="ari-resync")
+            orderly = False
             try:
                 async for msg in ws:
                     if msg.type == aiohttp.WSMsgType.TEXT:
@@ -174,6 +177,9 @@ class EventStream:
                         self.stats.malformed += 1
                     elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSE):
                         break
+            except asyncio.CancelledError:
+                orderly = True  # our own shutdown: not a lost link
+                raise
             finally:
                 if not resync.done():
                     resync.cancel()
@@ -183,7 +189,10 @@ class EventStream:
                 self._ws = None
                 self.stats.disconnects += 1
                 self.ready.clear()
-                log.warning("ari_disconnected", disconnects=self.stats.disconnects)
+                if orderly or self._closing:
+                    log.info("ari_closed", disconnects=self.stats.disconnects)
+                else:
+                    log.warning("ari_disconnected", disconnects=self.stats.disconnects)
 
     async def _resync(self) -> None:
         if self.on_connected is not None:
@@ -233,5 +242,6 @@ class EventStream:
         return False
 
     async def close(self) -> None:
+        self._closing = True
         if self._ws is not None:
             await self._ws.close()
