@@ -365,6 +365,9 @@ class CallFlow:
                 break
             except AriError:
                 pass
+        # The agent's phone hung up: Asterisk ends that leg by itself, so it is no longer ours to
+        # hang up (a DELETE now is a 404 for nothing: issue 11, D5).
+        call.owned_channels.discard(leg_id)
         self.log.info("agent_hung_up")
         await self._hangup_quiet(call.channel_id)
         call.gone.set()

@@ -275,7 +275,7 @@ def _register_scenario(user: str, password: str, expires: int) -> str:
 """
 
 
-def _agent_scenario(rtp: int, ring_ms: int, answer: bool) -> str:
+def _agent_scenario(rtp: int, ring_ms: int, answer: bool, talk_ms: int) -> str:
     sdp = _SDP.format(rtp=rtp)
     reply = """SIP/2.0 {status}
       [last_Via:]
@@ -294,7 +294,14 @@ def _agent_scenario(rtp: int, ring_ms: int, answer: bool) -> str:
     )
     return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="pbx-router agent phone">
-  <recv request="INVITE"><action><log message="invite"/></action></recv>
+  <recv request="INVITE">
+    <action>
+      <log message="invite"/>
+      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="remote"/>
+      <ereg regexp="[^;]*" search_in="hdr" header="To:" assign_to="local"/>
+      <ereg regexp="sip:[^>;]+" search_in="hdr" header="Contact:" assign_to="target"/>
+    </action>
+  </recv>
   <send><![CDATA[
 {reply.format(status="180 Ringing", ctype="", body="")}]]></send>
   {ring_or_answer}
@@ -324,9 +331,9 @@ SIP/2.0 487 Request Terminated
   <send retrans="500"><![CDATA[
 {reply.format(status="200 OK", ctype="Content-Type: application/sdp" + chr(10) + "      ", body=sdp)}]]></send>
   <recv request="ACK"><action><log message="answered"/></action></recv>
-  <recv request="BYE"/>
+  <recv request="BYE" timeout="{talk_ms}" ontimeout="hangup"/>
   <nop><action><log message="bye"/></action></nop>
-  <send><![CDATA[
+  <send next="end"><![CDATA[
 SIP/2.0 200 OK
       [last_Via:]
       [last_From:]
@@ -336,6 +343,20 @@ SIP/2.0 200 OK
       Content-Length: 0
 
 ]]></send>
+  <label id="hangup"/>
+  <nop><action><log message="hanging up"/></action></nop>
+  <send retrans="500"><![CDATA[
+BYE [$target] SIP/2.0
+      Via: SIP/2.0/UDP [local_ip]:[local_port];branch=[branch]
+      From: [$local];tag=[pid]SIPpTag01[call_number]
+      To: [$remote]
+      Call-ID: [call_id]
+      CSeq: 1 BYE
+      Max-Forwards: 70
+      Content-Length: 0
+
+]]></send>
+  <recv response="200"/>
   <label id="end"/>
 </scenario>
 """
@@ -528,14 +549,16 @@ class SipCaller:
 class SipAgent:
     """An agent phone: registers as ``user`` with digest auth, then for every INVITE rings
     ``ring_s`` and answers (or, ``answer=False``, rings until cancelled), and talks until the
-    other side hangs up (the agent never hangs up first). ``invites``/``answered``/``cancelled`` count what happened."""
+    other side hangs up, or hangs up itself after ``talk_s``. ``invites``, ``answered``,
+    ``cancelled`` and ``hung_up`` count what happened."""
 
     def __init__(self, pbx: SipServer, user: str, *, ring_s: float = 0.5, answer: bool = True,
-                 workdir: Path | None = None) -> None:
+                 talk_s: float | None = None, workdir: Path | None = None) -> None:
         self.pbx = pbx
         self.user = user
         self.ring_s = ring_s
         self.answer = answer
+        self.talk_s = talk_s
         self._own_dir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="pbxr-sip-"))
         self.rtp = RtpPeer()
@@ -562,7 +585,8 @@ class SipAgent:
             await reg.stop()
         if rc != 0:
             raise RuntimeError(f"agent {self.user} failed to register (sipp exit {rc}); see {reg.out_file}")
-        scenario = _agent_scenario(rtp, int(self.ring_s * 1000), self.answer)
+        talk_ms = int((self.talk_s if self.talk_s is not None else 24 * 3600) * 1000)
+        scenario = _agent_scenario(rtp, int(self.ring_s * 1000), self.answer, talk_ms)
         # -aa: answer OPTIONS (Asterisk qualifies the contact) and friends with 200 by itself.
         await self.sipp.start(scenario, ["-aa", "-i", "127.0.0.1", "-p", str(self.sip_port),
                                          "-mp", str(free_udp_range(4))])
@@ -581,6 +605,11 @@ class SipAgent:
     @property
     def cancelled(self) -> int:
         return self._count("cancelled")
+
+    @property
+    def hung_up(self) -> int:
+        """Calls this phone ended itself (after ``talk_s``)."""
+        return self._count("hanging up")
 
     async def wait_for(self, predicate: Callable[[SipAgent], bool], timeout: float = 30.0,
                        what: str = "agent condition") -> None:

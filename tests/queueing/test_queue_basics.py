@@ -46,3 +46,18 @@ async def test_a_caller_who_queues_after_the_line_emptied_hears_music_too(bed: Q
     await eventually(lambda: bed.pbx.bridges["queue-q1"].moh_class == "clinic", what="music for the second caller")
     assert second.channel_id in bed.holding()
     await bed.answered(second)
+
+
+async def test_an_agent_hanging_up_ends_the_call_without_deleting_what_asterisk_already_ended(
+    bed: QueueBed,
+) -> None:
+    """Issue 11, D5: the answered agent hung up, Asterisk ended that leg, and the daemon still
+    sent DELETE for it (404, a request that fails for nothing)."""
+    await bed.start({"q1": {}}, agents_for(1), {"PJSIP/agent1": AgentBehaviour.answer_then_hangup(0.2, 0.5)})
+    caller = await bed.call()
+    await bed.answered(caller)
+    await caller.wait_for(lambda c: not c.alive, timeout=10)
+    await bed.settled()
+    refused = [(r.method, r.path, r.status) for r in bed.pbx.requests
+               if r.method == "DELETE" and r.path.startswith("/ari/channels/") and r.status == 404]
+    assert refused == []

@@ -152,3 +152,21 @@ async def test_an_orderly_stop_logs_no_lost_link_and_each_listener_once(
     assert real_daemon.events("ari_disconnected") == []
     assert [e["level"] for e in real_daemon.events("ari_closed")] == ["info"]
     assert not [e for e in real_daemon.events() if e.get("level") in ("warning", "error")]
+
+
+async def test_an_agent_who_hangs_up_ends_the_call_without_refused_requests(
+    asterisk: RealAsterisk, real_daemon: RealDaemon, database_url: str
+) -> None:
+    """Issue 11, D5: after every agent hang-up the daemon sent DELETE for channels Asterisk had
+    already destroyed (404), and DELETE for finished playbacks (404): requests that fail for
+    nothing, and noise that hides the refusals that matter."""
+    async with SipAgent(asterisk, "agent2", ring_s=0.3, talk_s=2.0) as pharmacy:
+        async with SipCaller(asterisk, "100", dtmf=[(0.5, "2")], hangup_after=30) as caller:
+            await pharmacy.wait_for(lambda a: a.hung_up >= 1, timeout=30, what="the pharmacy phone hung up")
+            await caller.ended(15)
+            assert caller.hung_up_by_pbx
+    rows = await eventually(lambda: record_of(database_url), timeout=15, what="the call record")
+    assert rows[-1]["outcome"] == "queue:pharmacy:answered"
+    await eventually(lambda: _idle(asterisk), timeout=20, what="no channel or listening bridge left")
+    unexpected = [r for r in real_daemon.refusals() if r not in EXPECTED_REFUSALS]
+    assert not unexpected, unexpected
