@@ -16,12 +16,18 @@ from typing import Any, Protocol
 
 from pbx_router.ari import AriClient, AriConflict, AriError, AriGone
 from pbx_router.ari import events as ev
+from pbx_router.ari.models import Playback
 from pbx_router.calls.call import RESYNCED, Call, CallerGone, Route, utcnow
 from pbx_router.log import get_logger
 
 log = get_logger("pbx_router.calls")
 
 ID_PREFIX = "pbxr-"
+# The channel variable naming the last prompt started to the caller: a daemon that adopts the
+# caller after another was killed stops it. Asterisk runs a channel's commands in order, so a
+# prompt the dead daemon started (a 20 s greeting, an announcement) would otherwise hold up every
+# addChannel until it ends (issue 11, D3); and it has no way to list a channel's playbacks.
+PLAYBACK_VAR = "PBXR_PLAYBACK"
 
 
 def bridge_id_for(caller_channel_id: str) -> str:
@@ -128,7 +134,7 @@ class CallFlow:
             )
 
         try:
-            pb = await self.ari.play(self.call.channel_id, media, playback_id=playback_id)
+            pb = await self._play_on_caller(media, playback_id)
         except AriGone:
             self.call.gone.set()
             raise CallerGone(self.call.channel_id) from None
@@ -159,7 +165,7 @@ class CallFlow:
         """Start ``media`` on the caller; the playback id, or None when nothing will play."""
         playback_id = f"{ID_PREFIX}p-{uuid.uuid4().hex[:12]}"
         try:
-            pb = await self.ari.play(self.call.channel_id, media, playback_id=playback_id)
+            pb = await self._play_on_caller(media, playback_id)
         except AriGone:
             self.call.gone.set()
             raise CallerGone(self.call.channel_id) from None
@@ -187,6 +193,24 @@ class CallFlow:
         await self._hangup_quiet(self.call.channel_id)
         self.call.gone.set()
 
+    async def _play_on_caller(self, media: Sequence[str], playback_id: str) -> Playback:
+        """Start a prompt, its id noted on the channel (PLAYBACK_VAR) at the same time."""
+        async def note() -> None:
+            with contextlib.suppress(AriError):
+                await self.ari.set_variable(self.call.channel_id, PLAYBACK_VAR, playback_id)
+
+        _, pb = await asyncio.gather(note(), self.ari.play(self.call.channel_id, media, playback_id=playback_id))
+        return pb
+
+    async def _stop_dead_playback(self) -> None:
+        """Adopted: stop the prompt a killed daemon left playing to the caller, if any."""
+        try:
+            playback_id = await self.ari.get_variable(self.call.channel_id, PLAYBACK_VAR)
+        except AriError:
+            return
+        if playback_id:
+            await self._stop_playback(playback_id)
+
     async def _stop_playback(self, playback_id: str) -> None:
         try:
             await self.ari.stop_playback(playback_id)
@@ -208,6 +232,7 @@ class CallFlow:
             await self.talk(call.resume_talk_leg)
             return
         if call.adopted:
+            await self._stop_dead_playback()
             for handler in getattr(self.registrar, "adoption_handlers", ()):
                 if await handler(self):
                     return

@@ -16,6 +16,7 @@ from pbx_router.ari import events as ev
 from pbx_router.ari.models import Bridge as AriBridge
 from pbx_router.ari.models import Channel
 from pbx_router.calls.call import Call
+from pbx_router.calls.flow import bridge_id_for
 from pbx_router.queues import (
     DEFAULT_PRIORITY,
 )
@@ -57,6 +58,19 @@ class QueueRecovery(QueueState):
             return True  # the rest of a finished leg's life: expected, not worth counting
         return False
 
+    async def _drop_stale_mixing(self, caller_id: str, bridges: dict[str, AriBridge]) -> None:
+        """A caller restored to the line may have a mixing bridge that the dead daemon made while
+        agents rang. Asterisk never answered an addChannel into such a bridge from the new daemon
+        (issue 11, D3: seen on a real Asterisk 22.10.1 after kill -9; every answering agent was
+        connected to nobody). It is empty while the caller waits: delete it, and the next answer
+        makes a fresh one."""
+        stale = bridges.get(bridge_id_for(caller_id))
+        if stale is None or stale.channels:
+            return
+        with contextlib.suppress(AriError):
+            await self.ari.delete_bridge(stale.id)
+            log.info("queue_stale_mixing_bridge_deleted", bridge=stale.id)
+
     async def on_resync(self, channels: list[Channel], bridges: list[AriBridge]) -> None:
         """After every (re)connect: agent device states, then callers found in our holding
         bridges that this process does not know (a restart) are put back in line, in order."""
@@ -64,6 +78,7 @@ class QueueRecovery(QueueState):
             await self._refresh_devices()
             now = self.clock()
             calls = self._supervisor_calls()
+            by_id = {b.id: b for b in bridges}
             for bridge in bridges:
                 name = bridge.id.removeprefix(HOLDING_PREFIX)
                 if not bridge.id.startswith(HOLDING_PREFIX) or name not in self.section.queues:
@@ -86,6 +101,7 @@ class QueueRecovery(QueueState):
                     m = Member(cid, name, priority, joined_at, holding=bridge.id, urgency=urgencies[cid])
                     m.t_joined = time.perf_counter()
                     self.members[cid] = m
+                    await self._drop_stale_mixing(cid, by_id)
                 if entries:
                     escalating = [cid for cid, u in urgencies.items() if u == "emergency"]
                     actions, problems = self.dispatcher.restore_callers(name, entries, now,

@@ -154,6 +154,8 @@ class QueueWire(QueueState):
     async def _announce(self, flow: CallFlow, m: Member, action: Announce) -> None:
         if m.announcement is not None:
             return  # the previous one is still playing: never talk over ourselves
+        if m.state != "waiting":
+            return  # being connected: an announcement now would hold up the connection (D3)
         m.announcement = await flow.start_playback(action.media)
 
     # --- outcomes ---------------------------------------------------------------------------
@@ -169,6 +171,13 @@ class QueueWire(QueueState):
         bridge_id = bridge_id_for(call.channel_id)
         if not m.mixing_ready:
             await self._prepare_mixing(flow, m)
+        if m.announcement is not None:
+            # First: Asterisk runs a channel's commands in order on the channel's own thread, so
+            # an addChannel waits until an announcement playing to the caller ends (issue 11, D3:
+            # seen on a real Asterisk 22.10.1, the request outlived our timeout, the agent was
+            # connected to nobody and the caller went back in line).
+            await flow.stop_playback(m.announcement)
+            m.announcement = None
         try:
             # Adding to the mixing bridge takes the caller out of the holding bridge.
             await self.ari.add_channel(bridge_id, [call.channel_id, leg])
@@ -190,9 +199,6 @@ class QueueWire(QueueState):
         call.summary.outcome = f"queue:{m.queue}:answered"
         call.summary.extra["queue"] = {"queue": m.queue, "agent": action.agent, "waited_s": round(action.waited_s, 1)}
         flow.log.info("queue_answered", queue=m.queue, agent=action.agent, waited_s=round(action.waited_s, 1))
-        if m.announcement is not None:
-            await flow.stop_playback(m.announcement)
-            m.announcement = None
         while m.pending:  # cancels of the other legs
             pending = m.pending.popleft()
             if isinstance(pending, CancelRings):

@@ -472,8 +472,10 @@ class AriRoutes:
         return [c for c in raw.split(",") if c]
 
     async def bridge_add(self, request: web.Request) -> web.Response:
-        bridge = self._bridge(request.match_info["id"])
-        self.pbx.add_to_bridge(bridge, self._channel_list(request))
+        self._bridge(request.match_info["id"])  # 404 at once for a missing bridge
+        channels = self._channel_list(request)
+        await self.pbx.channel_commands_done(channels)
+        self.pbx.add_to_bridge(self._bridge(request.match_info["id"]), channels)
         return no_content()
 
     async def bridge_remove(self, request: web.Request) -> web.Response:

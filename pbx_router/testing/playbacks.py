@@ -34,6 +34,24 @@ class PlaybacksMixin(PbxState):
             self._start_next(target_uri)
         return body
 
+    async def channel_commands_done(self, channel_ids: list[str]) -> None:
+        """Asterisk runs a channel's commands in order on the channel's own thread: a channel
+        playing a file (or with files queued) takes an addChannel only when they have ended (seen
+        on a real Asterisk 22.10.1: the request waited for the announcement, issue 11, D3)."""
+        def busy() -> bool:
+            return any(self._current.get(f"channel:{c}") is not None or self._pending.get(f"channel:{c}")
+                       for c in channel_ids)
+
+        while busy():
+            if self._playback_ended is None:
+                self._playback_ended = asyncio.Event()
+            await self._playback_ended.wait()
+
+    def _notify_playback_ended(self) -> None:
+        ended, self._playback_ended = self._playback_ended, None
+        if ended is not None:
+            ended.set()
+
     def _start_next(self, target_uri: str) -> None:
         queue = self._pending.get(target_uri)
         while queue:
@@ -67,6 +85,7 @@ class PlaybacksMixin(PbxState):
             self._playbacks.pop(playback.id, None)
             self._current.pop(playback.target_uri, None)
             self._start_next(playback.target_uri)
+            self._notify_playback_ended()
             return
         playback.remaining = plan.seconds
         self._run_item(playback)
@@ -114,6 +133,7 @@ class PlaybacksMixin(PbxState):
         if self._current.get(playback.target_uri) is playback:
             del self._current[playback.target_uri]
             self._start_next(playback.target_uri)
+        self._notify_playback_ended()
 
     def _record(self, playback: Playback, started: bool) -> None:
         if not playback.target_uri.startswith("channel:"):

@@ -63,6 +63,7 @@ class PbxState:
         # in Stasis application" (issue 11, D2: 3 calls in 35 on a real Asterisk 22.10.1). A test
         # sets this to make every such channel enter Stasis that long after the reply.
         self.stasis_lag_s = 0.0
+        self._playback_ended: asyncio.Event | None = None  # set (and replaced) as playbacks end
 
     # ----------------------------------------------------------------- tasks & clock
     def _spawn(self, coro: Coroutine[Any, Any, None], channel: Channel | None = None) -> None:

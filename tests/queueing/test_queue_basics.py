@@ -61,3 +61,23 @@ async def test_an_agent_hanging_up_ends_the_call_without_deleting_what_asterisk_
     refused = [(r.method, r.path, r.status) for r in bed.pbx.requests
                if r.method == "DELETE" and r.path.startswith("/ari/channels/") and r.status == 404]
     assert refused == []
+
+
+async def test_an_agent_who_answers_during_an_announcement_is_connected_at_once(bed: QueueBed) -> None:
+    """Issue 11, D3: Asterisk takes an addChannel for a caller only once the announcement playing
+    to them has ended. The daemon asked first and stopped the announcement after, so the request
+    waited out the whole announcement (on the real PBX: beyond the request timeout; the agent was
+    connected to nobody and the caller went back in line)."""
+    for s in ("queue-youarenext", "queue-thereare", "queue-callswaiting", "queue-thankyou"):
+        bed.pbx.sounds[s] = 8.0
+    await bed.start({"q1": {"announce_every_s": 0.3}}, agents_for(1),
+                    {"PJSIP/agent1": AgentBehaviour.answer_after(0.5)})
+    caller = await bed.call()
+    await bed.queued(caller)
+    await eventually(lambda: any(p.media_uri.startswith("sound:queue-") for p in caller.playbacks),
+                     what="an announcement playing to the caller")
+    await eventually(lambda: bed.ringing("PJSIP/agent1"), what="the agent's phone ringing")
+    # The agent answers 0.5 s into the ring: connected well within the announcement's 8 s (and the
+    # daemon's 5 s request timeout).
+    await bed.answered(caller, timeout=3.0)
+    assert bed.snapshot()["answered"] == 1
