@@ -83,11 +83,34 @@ HANGUP_EVENTS = (ev.ChannelHangupRequest, ev.ChannelDestroyed, ev.StasisEnd)
 RESYNCED = ev.Event(type="PbxRouterResynced")
 
 
+# Namespace of call ids derived from channels (call_id_for); fixed for ever: changing it would
+# split the records of calls in progress across an upgrade.
+_CALL_NAMESPACE = uuid.UUID("4f0d6d5e-8b55-4a8f-9f4b-7d3c2b1a9e10")
+
+
+def call_id_for(channel: Channel) -> str:
+    """One call, one id, whichever daemon handles it: derived from the channel's Asterisk id and
+    creation time, so a daemon that adopts a caller after another was killed goes on writing the
+    same call record instead of opening a second one and leaving the first never closed (issue 11,
+    D4)."""
+    if not channel.creationtime:
+        return str(uuid.uuid4())
+    return str(uuid.uuid5(_CALL_NAMESPACE, f"{channel.id}|{channel.creationtime}"))
+
+
+def channel_started_at(channel: Channel) -> datetime | None:
+    """When Asterisk created the channel (``2026-12-02T02:53:24.123+0000``), if it says."""
+    try:
+        return datetime.strptime(channel.creationtime, "%Y-%m-%dT%H:%M:%S.%f%z").astimezone(UTC)
+    except ValueError:
+        return None
+
+
 class Call:
     INBOX_SIZE = 256
 
     def __init__(self, channel: Channel, args: tuple[str, ...], *, adopted: bool = False) -> None:
-        self.call_id = str(uuid.uuid4())
+        self.call_id = call_id_for(channel)
         # When StasisStart reached us (monotonic), for the setup-latency figures.
         self.t_stasis = time.monotonic()
         self.t_answer_issued: float | None = None
@@ -119,7 +142,8 @@ class Call:
             caller_number=channel.caller.number,
             caller_name=channel.caller.name,
             dialled=self.dialled,
-            started_at=utcnow(),
+            # An adopted call started when its caller did, not when this daemon met them.
+            started_at=(channel_started_at(channel) if adopted else None) or utcnow(),
         )
 
     def raise_urgency(self, urgency: str) -> None:

@@ -91,6 +91,14 @@ async def test_daemon_killed_and_restarted_adopts_callers_in_stasis(
     finally:
         second.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(second.wait(), 30) == 0
+    # One record per call across the crash (issue 11, D4: the restarted daemon opened a second
+    # record per adopted call, and the killed daemon's stayed open for ever beside it).
+    conn = await asyncpg.connect(database_url)
+    try:
+        rows = await conn.fetch("SELECT channel_id FROM calls")
+    finally:
+        await conn.close()
+    assert sorted(r["channel_id"] for r in rows) == sorted(c.channel_id for c in [talking, *greeting])
 
 
 async def test_sigterm_lets_in_flight_calls_finish_and_exits_zero(
