@@ -11,7 +11,8 @@ The Asterisk itself is the one ``../shared/asterisk/build.sh`` builds (22.10.1, 
   SIP ports (loopback only), the RTP range, and every ``CHANGE-ME-<name>`` password replaced by a
   generated one (``secret(name)`` gives it back);
 * makes a data directory whose ``sounds/en`` holds the installed core sounds plus the clinic's
-  own prompts (``examples/sounds/en/custom``), and whose hold music is the installed one;
+  own prompts (``examples/sounds/en/custom``) and pbx-router's (``pbx_router/prompts/en``, as
+  ``pbx-router/``), and whose hold music is the installed one;
 * writes ``run_dir/asterisk.conf`` whose ``[directories]`` point there (a plain section, not a
   template: a ``(!)`` section is silently ignored), starts ``asterisk -f`` and waits for
   ``core waitfullybooted``; ``stop`` runs ``core stop now`` and waits for the process.
@@ -28,6 +29,7 @@ import re
 import secrets
 import shutil
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -84,12 +86,15 @@ def free_udp_range(size: int) -> int:
 
 class RealAsterisk:
     def __init__(self, conf_dir: Path, run_dir: Path, *, prefix: Path | None = None,
-                 sounds_custom: Path | None = None, rtp_ports: int = 400) -> None:
+                 sounds_custom: Path | None = None, rtp_ports: int = 400,
+                 extra_conf: Mapping[str, str] | None = None) -> None:
         self.conf_dir = conf_dir
         self.run_dir = run_dir
         self.prefix = prefix or asterisk_prefix()
         self.binary = asterisk_binary(self.prefix)
         self.sounds_custom = sounds_custom or ROOT / "examples" / "sounds" / "en" / "custom"
+        # Text an admin would add to a file (e.g. more phones in pjsip.conf), appended to our copy.
+        self.extra_conf = dict(extra_conf or {})
         self.http_port = free_port()
         self.sip_port = free_port(socket.SOCK_DGRAM)
         self.rtp_start = free_udp_range(rtp_ports)
@@ -137,6 +142,7 @@ class RealAsterisk:
             elif src.name == "rtp.conf":
                 text = re.sub(r"(?m)^rtpstart\s*=.*$", f"rtpstart = {self.rtp_start}", text)
                 text = re.sub(r"(?m)^rtpend\s*=.*$", f"rtpend = {self.rtp_end}", text)
+            text += self.extra_conf.get(src.name, "")
             text = re.sub(r"CHANGE-ME-([A-Za-z0-9_-]+)", lambda m: self.secret(m.group(1)), text)
             (etc / src.name).write_text(text, encoding="utf-8")
         data = self.run_dir / "data"
@@ -157,6 +163,9 @@ class RealAsterisk:
                     (en / entry.name).symlink_to(entry.resolve())
         if self.sounds_custom.is_dir() and not (en / "custom").exists():
             (en / "custom").symlink_to(self.sounds_custom.resolve())
+        prompts = ROOT / "pbx_router" / "prompts" / "en"  # sound:pbx-router/<name> (booking)
+        if prompts.is_dir() and not (en / "pbx-router").exists():
+            (en / "pbx-router").symlink_to(prompts.resolve())
         run = self.run_dir
         for sub in ("lib", "spool", "run", "log", "cache"):
             (run / sub).mkdir(exist_ok=True)

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import functools
 import random
+import re
 import shutil
 import socket
 import struct
@@ -29,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol
@@ -36,7 +38,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from pbx_router.testing.asterisk import append_log, free_port, free_udp_range
-from pbx_router.testing.audio import read_wav, resample, ulaw_encode
+from pbx_router.testing.audio import read_wav, resample, ulaw_decode, ulaw_encode
 
 FRAME_S = 0.02
 SAMPLES = 160  # 20 ms of 8 kHz
@@ -143,10 +145,41 @@ class RtpPeer(asyncio.DatagramProtocol):
         hit = {int((r.at - t0) / FRAME_S) for r in self.received if r.pt == pt and t0 <= r.at < t1}
         return len(hit) / slots
 
+    def heard(self, t0: float = float("-inf"), t1: float = float("inf")) -> np.ndarray:
+        """What arrived as u-law (PT 0) in [t0, t1), decoded and joined in arrival order."""
+        parts = [ulaw_decode(r.payload) for r in self.received if r.pt == 0 and t0 <= r.at < t1]
+        return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
+
     def gaps(self, t0: float, t1: float, pt: int = 0) -> float:
         """The longest stretch (s) in [t0, t1) with no audio of ``pt``."""
         times = [t0] + [r.at for r in self.received if r.pt == pt and t0 <= r.at < t1] + [t1]
         return max(b - a for a, b in zip(times, times[1:], strict=False))
+
+
+def similarity(recording: np.ndarray, reference: np.ndarray) -> float:
+    """How well ``reference`` (8 kHz samples) is found somewhere in ``recording``: the best
+    normalised cross-correlation over every offset (1.0: the very same waveform, at any level)."""
+    rec = np.asarray(recording, dtype=np.float64)
+    ref = np.asarray(reference, dtype=np.float64)
+    n = len(ref)
+    if n == 0 or len(rec) < n:
+        return 0.0
+    ref = ref - ref.mean()
+    size = 1 << int(np.ceil(np.log2(len(rec) + n)))
+    dots = np.fft.irfft(np.fft.rfft(rec, size) * np.conj(np.fft.rfft(ref, size)), size)[: len(rec) - n + 1]
+    csum = np.concatenate([[0.0], np.cumsum(rec)])
+    csq = np.concatenate([[0.0], np.cumsum(rec * rec)])
+    win_sum = csum[n:] - csum[:-n]
+    win_energy = np.maximum(csq[n:] - csq[:-n] - win_sum * win_sum / n, 1e-9)
+    score = dots / (np.sqrt(win_energy) * np.linalg.norm(ref) + 1e-9)
+    return float(score.max())
+
+
+# One received INVITE in sipp's -trace_msg file: the dashes line with the date, "UDP message
+# received", a blank line, then the request up to the blank line that ends its headers.
+_RECEIVED_INVITE = re.compile(
+    r"^-{10,} (\d{4}-\d\d-\d\d)\s+(\d\d:\d\d:\d\d\.\d+)[^\n]*\n[^\n]*message received[^\n]*\n\s*\n"
+    r"(INVITE [^\n]*\n(?:[^\n]+\n)*)", re.M)
 
 
 # -- sipp scenarios ---------------------------------------------------------------------------
@@ -164,12 +197,13 @@ a=sendrecv
 """
 
 
-def _caller_scenario(to: str, user: str, password: str, rtp: int, hangup_ms: int) -> str:
+def _caller_scenario(to: str, user: str, password: str, rtp: int, hangup_ms: int,
+                     name: str = "Test caller") -> str:
     sdp = _SDP.format(rtp=rtp)
     auth = f"[authentication username={user} password={password}]\n      "
     invite = f"""INVITE sip:{to}@[remote_ip]:[remote_port] SIP/2.0
       Via: SIP/2.0/UDP [local_ip]:[local_port];branch=[branch]
-      From: "Test caller" <sip:{user}@[local_ip]>;tag=[call_number]
+      From: "{name}" <sip:{user}@[local_ip]>;tag=[call_number]
       To: <sip:{to}@[remote_ip]:[remote_port]>
       Call-ID: [call_id]
       CSeq: {{cseq}} INVITE
@@ -188,7 +222,7 @@ def _caller_scenario(to: str, user: str, password: str, rtp: int, hangup_ms: int
   <send><![CDATA[
 ACK sip:{to}@[remote_ip]:[remote_port] SIP/2.0
       Via: SIP/2.0/UDP [local_ip]:[local_port];branch=[branch]
-      From: "Test caller" <sip:{user}@[local_ip]>;tag=[call_number]
+      From: "{name}" <sip:{user}@[local_ip]>;tag=[call_number]
       To: <sip:{to}@[remote_ip]:[remote_port]>[peer_tag_param]
       Call-ID: [call_id]
       CSeq: 1 ACK
@@ -210,7 +244,7 @@ ACK sip:{to}@[remote_ip]:[remote_port] SIP/2.0
   <send><![CDATA[
 ACK sip:{to}@[remote_ip]:[remote_port] SIP/2.0
       Via: SIP/2.0/UDP [local_ip]:[local_port];branch=[branch]
-      From: "Test caller" <sip:{user}@[local_ip]>;tag=[call_number]
+      From: "{name}" <sip:{user}@[local_ip]>;tag=[call_number]
       To: <sip:{to}@[remote_ip]:[remote_port]>[peer_tag_param]
       Call-ID: [call_id]
       CSeq: 2 ACK
@@ -235,7 +269,7 @@ SIP/2.0 200 OK
   <send retrans="500"><![CDATA[
 BYE sip:{to}@[remote_ip]:[remote_port] SIP/2.0
       Via: SIP/2.0/UDP [local_ip]:[local_port];branch=[branch]
-      From: "Test caller" <sip:{user}@[local_ip]>;tag=[call_number]
+      From: "{name}" <sip:{user}@[local_ip]>;tag=[call_number]
       To: <sip:{to}@[remote_ip]:[remote_port]>[peer_tag_param]
       Call-ID: [call_id]
       CSeq: 3 BYE
@@ -424,7 +458,7 @@ class SipCaller:
     def __init__(self, pbx: SipServer, to: str = "100", *, user: str = "softphone",
                  audio: Path | None = None, audio_at: float = 0.5,
                  dtmf: list[tuple[float, str]] | None = None, hangup_after: float = 60.0,
-                 workdir: Path | None = None) -> None:
+                 name: str = "Test caller", workdir: Path | None = None) -> None:
         self.pbx = pbx
         self.to = to
         self.user = user
@@ -432,6 +466,8 @@ class SipCaller:
         self.audio_at = audio_at
         self.dtmf = list(dtmf or [])
         self.hangup_after = hangup_after
+        self.name = name
+        self.speech_started_wall: float | None = None  # time.time() when ``audio`` began
         self._own_dir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="pbxr-sip-"))
         self.rtp = RtpPeer()
@@ -456,7 +492,7 @@ class SipCaller:
             samples, rate = read_wav(self.audio)
             pcm = np.asarray(resample(samples, rate, 8000) if rate != 8000 else samples, dtype=np.int16)
         scenario = _caller_scenario(self.to, self.user, self.pbx.secret(self.user), port,
-                                    int(self.hangup_after * 1000))
+                                    int(self.hangup_after * 1000), self.name)
         await self.sipp.start(scenario, ["-m", "1", "-l", "1", "-i", "127.0.0.1",
                                          "-p", str(free_port(socket.SOCK_DGRAM)), "-mp", str(free_udp_range(4)),
                                          f"127.0.0.1:{self.pbx.sip_port}"])
@@ -477,7 +513,7 @@ class SipCaller:
         self.answered.set()
         jobs: list[tuple[float, Callable[[], Awaitable[None]]]] = []
         if pcm is not None:
-            jobs.append((self.audio_at, functools.partial(self.rtp.play, pcm)))
+            jobs.append((self.audio_at, functools.partial(self._say, pcm)))
         for at, key in self.dtmf:
             jobs.append((at, functools.partial(self.rtp.digit, key)))
         for at, job in sorted(jobs, key=lambda j: j[0]):
@@ -489,6 +525,10 @@ class SipCaller:
         silence = np.zeros(SAMPLES * 50, dtype=np.int16)
         while True:
             await self.rtp.play(silence)
+
+    async def _say(self, pcm: np.ndarray) -> None:
+        self.speech_started_wall = time.time()
+        await self.rtp.play(pcm)
 
     async def hang_up(self, timeout: float = 10.0) -> None:
         """The caller hangs up now: a BYE in the dialog sipp set up (sipp has no way to be told),
@@ -563,6 +603,7 @@ class SipAgent:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="pbxr-sip-"))
         self.rtp = RtpPeer()
         self.sipp = _Sipp(self.workdir, f"agent-{user}")
+        self.messages_file = self.workdir / f"agent-{user}.messages"
         self.sip_port = 0
 
     async def __aenter__(self) -> SipAgent:
@@ -589,7 +630,20 @@ class SipAgent:
         scenario = _agent_scenario(rtp, int(self.ring_s * 1000), self.answer, talk_ms)
         # -aa: answer OPTIONS (Asterisk qualifies the contact) and friends with 200 by itself.
         await self.sipp.start(scenario, ["-aa", "-i", "127.0.0.1", "-p", str(self.sip_port),
-                                         "-mp", str(free_udp_range(4))])
+                                         "-mp", str(free_udp_range(4)), "-trace_msg",
+                                         "-message_file", str(self.messages_file)])
+
+    def invites_received(self) -> list[tuple[float, str]]:
+        """(time.time() when sipp received it, the caller's display name in From) per INVITE,
+        from sipp's message trace."""
+        if not self.messages_file.exists():
+            return []
+        out = []
+        for m in _RECEIVED_INVITE.finditer(self.messages_file.read_text(errors="replace")):
+            when = datetime.strptime(f"{m.group(1)} {m.group(2)}", "%Y-%m-%d %H:%M:%S.%f")
+            name = re.search(r'(?mi)^From:\s*"([^"]*)"', m.group(3))
+            out.append((when.timestamp(), name.group(1) if name else ""))  # sipp writes local time
+        return out
 
     def _count(self, word: str) -> int:
         return sum(1 for m in self.sipp.marks() if m.endswith(word))

@@ -100,6 +100,12 @@ class RealDaemon:
         return [(r["method"], _ID.sub("*", r["path"]), r["status"]) for r in self.events("ari_refused")]
 
 
+    async def kill(self) -> None:
+        """kill -9: nothing is cleaned up, Asterisk is not told."""
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
     async def stop(self) -> None:
         if self.proc.returncode is None:
             self.proc.terminate()
@@ -146,12 +152,21 @@ media: {{rtp_host: 127.0.0.1, rtp_port_min: {asterisk.rtp_end + 1}, rtp_port_max
 shutdown: {{drain_timeout: 5}}
 admin: {{host: 127.0.0.1, port: {free_port()}, token: "{secrets.token_hex(16)}"}}
 """, encoding="utf-8")
-    log = tmp_path / "daemon.log"
-    out = open(log, "ab")  # noqa: SIM115 - closed below
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "pbx_router", "run", "-c", str(cfg), stdout=out, stderr=out,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    daemon = await start_real_daemon(asterisk, cfg, tmp_path / "daemon.log")
+    try:
+        yield daemon
+    finally:
+        await daemon.stop()
+
+
+async def start_real_daemon(asterisk: RealAsterisk, cfg: Path, log: Path) -> RealDaemon:
+    """``python -m pbx_router run -c cfg``, once it is connected to Asterisk (the app is
+    registered); its output appended to ``log``."""
+    with open(log, "ab") as out:  # the child keeps its own copy of the descriptor
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pbx_router", "run", "-c", str(cfg), stdout=out, stderr=out,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     daemon = RealDaemon(proc, log, cfg)
 
     async def connected() -> bool:
@@ -159,9 +174,8 @@ admin: {{host: 127.0.0.1, port: {free_port()}, token: "{secrets.token_hex(16)}"}
 
     try:
         await eventually(connected, timeout=90, what="daemon connected to Asterisk")
-        assert proc.returncode is None, "\n".join(daemon.lines()[-20:])
-        yield daemon
-    finally:
+    except BaseException:
         await daemon.stop()
-        out.close()
-
+        raise
+    assert proc.returncode is None, "\n".join(daemon.lines()[-20:])
+    return daemon

@@ -10,10 +10,11 @@ import aiohttp
 import asyncpg
 
 from pbx_router.testing.asterisk import RealAsterisk
-from pbx_router.testing.sip import SipAgent, SipCaller
+from pbx_router.testing.audio import read_wav, resample
+from pbx_router.testing.sip import SipAgent, SipCaller, similarity
 
 from helpers import eventually
-from real_pbx.conftest import AUDIO, EXPECTED_REFUSALS, RealDaemon
+from real_pbx.conftest import AUDIO, EXPECTED_REFUSALS, ROOT, RealDaemon, app_registered, start_real_daemon
 
 
 async def record_of(db_url: str, number_hint: str | None = None) -> list[asyncpg.Record]:
@@ -170,3 +171,114 @@ async def test_an_agent_who_hangs_up_ends_the_call_without_refused_requests(
     await eventually(lambda: _idle(asterisk), timeout=20, what="no channel or listening bridge left")
     unexpected = [r for r in real_daemon.refusals() if r not in EXPECTED_REFUSALS]
     assert not unexpected, unexpected
+
+
+async def test_a_spoken_emergency_hears_the_911_instruction_and_reaches_a_nurse(
+    asterisk: RealAsterisk, real_daemon: RealDaemon, database_url: str
+) -> None:
+    prompt, rate = read_wav(ROOT / "examples" / "sounds" / "en" / "custom" / "clinic-emergency-911.wav")
+    prompt = resample(prompt, rate, 8000) if rate != 8000 else prompt
+    nurses = [SipAgent(asterisk, user, ring_s=0.5) for user in ("agent2", "agent3")]
+    try:
+        for nurse in nurses:
+            await nurse.start()
+        async with SipCaller(asterisk, "100", audio=AUDIO / "emergency_01.wav", audio_at=0.6,
+                             hangup_after=60) as caller:
+            await asyncio.wait_for(caller.answered.wait(), 15)
+            await eventually(lambda: any(n.answered for n in nurses), timeout=60, what="a nurse answered")
+            # Everything the caller heard, from the greeting to the nurse: the instruction is in it.
+            heard = caller.rtp.heard()
+            await caller.hang_up()
+    finally:
+        for nurse in nurses:
+            await nurse.stop()
+    found = similarity(heard, prompt)
+    # The measure tells prompts apart: the crisis line's prompt, never played here, is not found.
+    other, rate = read_wav(ROOT / "examples" / "sounds" / "en" / "custom" / "clinic-crisis-988.wav")
+    not_played = similarity(heard, resample(other, rate, 8000) if rate != 8000 else other)
+    assert found >= 0.6 > not_played, f"911 instruction {found:.2f}, crisis prompt {not_played:.2f}"
+    rows = await eventually(lambda: record_of(database_url), timeout=15, what="the call record")
+    assert rows[-1]["intent"] == "emergency"
+    assert rows[-1]["outcome"] == "queue:nurse:answered"
+
+
+async def test_with_the_daemon_down_the_dialplan_fallback_rings_a_person(
+    asterisk: RealAsterisk, real_daemon: RealDaemon
+) -> None:
+    await real_daemon.stop()
+    assert not await app_registered(asterisk)
+    async with SipAgent(asterisk, "agent1", ring_s=0.3) as desk:
+        # app_queue rings only a phone Asterisk has qualified: a freshly registered one is
+        # Unavailable until the next OPTIONS (qualify_frequency = 30 s). Ask for it now.
+        await asterisk.cli("pjsip qualify agent1")
+        await eventually(lambda: _reachable(asterisk, "agent1"), timeout=10, what="agent1 qualified")
+        async with SipCaller(asterisk, "100", hangup_after=30) as caller:
+            await asyncio.wait_for(caller.answered.wait(), 20)
+            await desk.wait_for(lambda a: a.answered >= 1, timeout=30, what="the front desk answered")
+            await caller.hang_up()
+
+
+async def test_a_silent_caller_is_asked_again_offered_the_keypad_then_given_a_person(
+    asterisk: RealAsterisk, real_daemon: RealDaemon, database_url: str
+) -> None:
+    menu, rate = read_wav(ROOT / "examples" / "sounds" / "en" / "custom" / "clinic-keypad-menu.wav")
+    menu = resample(menu, rate, 8000) if rate != 8000 else menu
+    desks = [SipAgent(asterisk, user, ring_s=0.3) for user in ("agent1", "agent2")]
+    try:
+        for desk in desks:
+            await desk.start()
+        async with SipCaller(asterisk, "100", hangup_after=90) as caller:
+            await asyncio.wait_for(caller.answered.wait(), 15)
+            await eventually(lambda: any(d.answered for d in desks), timeout=80, what="a person answered")
+            heard = caller.rtp.heard()
+            await caller.hang_up()
+    finally:
+        for desk in desks:
+            await desk.stop()
+    assert similarity(heard, menu) >= 0.6, "the caller was never offered the keypad"
+    rows = await eventually(lambda: record_of(database_url), timeout=15, what="the call record")
+    assert rows[-1]["outcome"].startswith("queue:frontdesk:")
+
+
+async def test_a_queued_caller_survives_a_daemon_killed_mid_wait_and_reaches_an_agent(
+    asterisk: RealAsterisk, real_daemon: RealDaemon, database_url: str
+) -> None:
+    """kill -9 while the caller is in line: Asterisk keeps them in the holding bridge (with music);
+    the restarted daemon adopts them, rings an agent, and they talk (issue 11, D3 and D4)."""
+    loop = asyncio.get_running_loop()
+    async with SipAgent(asterisk, "agent2", ring_s=6.0) as pharmacy:
+        async with SipCaller(asterisk, "100", dtmf=[(0.5, "2")], hangup_after=90) as caller:
+            await asyncio.wait_for(caller.answered.wait(), 15)
+            await pharmacy.wait_for(lambda a: a.invites >= 1, timeout=20, what="the pharmacy phone rang")
+            killed = loop.time()
+            await real_daemon.kill()
+            second = await start_real_daemon(asterisk, real_daemon.config, real_daemon.log.with_name("daemon2.log"))
+            try:
+                # Connected: the caller's voice (their phone's stream) reaches the agent's phone.
+                await eventually(lambda: any(r.at > killed for r in pharmacy.rtp.received), timeout=60,
+                                 what="the caller's audio at the agent's phone")
+                answered = min(r.at for r in pharmacy.rtp.received if r.at > killed)
+                waited_with_music = caller.rtp.slots_with_audio(killed, answered - 0.3)
+                await caller.hang_up()
+                rows = await eventually(lambda: _all_recorded(database_url, 1), timeout=15,
+                                        what="the call record")
+            finally:
+                await second.stop()
+    assert waited_with_music >= 0.9, f"music in {waited_with_music:.0%} of the wait across the restart"
+    # One record for the one call, closed, and it says where the caller ended up (D4).
+    all_rows = await _rows(database_url)
+    assert len(all_rows) == 1, [(r["channel_id"], r["outcome"], r["ended_at"]) for r in all_rows]
+    assert rows[-1]["outcome"] == "queue:pharmacy:answered"
+
+
+async def _rows(db_url: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(db_url)
+    try:
+        return list(await conn.fetch("SELECT * FROM calls ORDER BY started_at"))
+    finally:
+        await conn.close()
+
+
+async def _reachable(ast: RealAsterisk, aor: str) -> bool:
+    contacts = await ast.cli("pjsip show contacts")
+    return any(f"{aor}/sip:" in line and "Avail" in line for line in contacts.splitlines())
