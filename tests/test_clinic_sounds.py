@@ -14,6 +14,11 @@ SOUNDS = ROOT / "examples" / "sounds"
 
 def test_every_custom_sound_in_the_clinic_rules_is_rendered_and_has_its_text() -> None:
     used = set(re.findall(r"sound:custom/([a-z0-9-]+)", (ROOT / "examples" / "clinic.yaml").read_text()))
+    # And what the dialplan itself plays (the after-hours message, issue 11: it was never shipped,
+    # so callers after hours heard no emergency instruction).
+    dialplan = set(re.findall(r"Playback\(custom/([a-z0-9-]+)\)", (ROOT / "asterisk_conf" / "extensions.conf").read_text()))
+    assert "clinic-after-hours" in dialplan
+    used |= dialplan
     texts = yaml.safe_load((SOUNDS / "clinic-prompts.yaml").read_text())
     assert used, "the clinic rules play their own messages"
     assert used <= set(texts), f"no text for {sorted(used - set(texts))}"
