@@ -41,7 +41,7 @@ test: $(STAMP)
 	$(BIN)/python scripts/external_postgres.py $(BIN)/python -m pytest $(DB_TESTS)
 
 bench: $(STAMP)
-	for b in call_setup decide understand queues booking listening_capacity; do $(BIN)/python benchmarks/$$b.py --quick || exit 1; done
+	for b in call_setup decide understand queues booking listening_capacity real_pbx; do $(BIN)/python benchmarks/$$b.py --quick || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
