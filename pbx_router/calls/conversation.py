@@ -198,6 +198,7 @@ class Conversation:
                 return e.playback is not None and e.playback.id == playback_id
             return isinstance(e, ev.ChannelDtmfReceived) and e.channel is not None and e.channel.id == call.channel_id
 
+        barged_in = False
         try:
             while True:
                 until = deadline if no_input_at is None or self.listener is not None else min(deadline, no_input_at)
@@ -217,9 +218,10 @@ class Conversation:
                     return Heard(digits=e.digit, source="keypad")
                 elif isinstance(e, ListenEvent):
                     if e.kind == "speech_started":
-                        if playing and playback_id:
+                        if playing and playback_id and not barged_in:
                             # Barge-in: the caller never has to wait for the prompt to end.
                             await flow.stop_playback(playback_id)
+                            barged_in = True
                             self.log.info("barge_in")
                     elif e.kind == "final" and e.transcript is not None:
                         self.log.debug("heard", transcript=e.transcript.text, confidence=e.transcript.confidence)
@@ -233,7 +235,8 @@ class Conversation:
                         self.log.warning("recognition_failed", detail=e.detail)
                         return Heard(source="error")
         finally:
-            if playing and playback_id:
+            # Stopped once is enough: a second DELETE is a 404 for nothing (issue 11, D5).
+            if playing and playback_id and not barged_in:
                 await flow.stop_playback(playback_id)
 
     def _record_turn(self, attempt: int, heard: Heard, decision: Decision, match: MatchResult) -> None:

@@ -98,6 +98,8 @@ async def test_refill_request_in_open_hours_goes_to_the_pharmacy(
     # Listening resources were all given back.
     await eventually(lambda: not any(c.startswith("pbxr-") for c in clinic_pbx.channels), what="legs released")
     assert daemon.app.brain.ports.in_use == 0
+    # The greeting was stopped once (issue 11, D5: a second DELETE after the barge-in was a 404).
+    assert refused_deletes(clinic_pbx) == []
 
 
 async def test_caller_is_heard_when_the_listening_legs_enter_stasis_after_the_reply(
@@ -170,6 +172,12 @@ async def test_keypad_answers_at_any_moment(clinic_pbx: AsteriskEmulator, start_
     call = await clinic_pbx.place_call(caller_number="+15554000004", dialled="100", dtmf=[(0.8, "2")])
     agent, _ = await served_by(clinic_pbx, call)
     assert agent == "PJSIP/agent2"  # the pharmacy line
+    assert refused_deletes(clinic_pbx) == []
+
+
+def refused_deletes(pbx: AsteriskEmulator) -> list[str]:
+    """DELETEs the emulator (as Asterisk) refused: requests that failed for nothing."""
+    return [r.path for r in pbx.requests if r.method == "DELETE" and r.status == 404]
 
 
 async def test_silence_is_asked_again_then_offered_the_keypad_then_a_person(
