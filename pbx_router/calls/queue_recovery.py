@@ -60,10 +60,9 @@ class QueueRecovery(QueueState):
 
     async def _drop_stale_mixing(self, caller_id: str, bridges: dict[str, AriBridge]) -> None:
         """A caller restored to the line may have a mixing bridge that the dead daemon made while
-        agents rang. Asterisk never answered an addChannel into such a bridge from the new daemon
-        (issue 11, D3: seen on a real Asterisk 22.10.1 after kill -9; every answering agent was
-        connected to nobody). It is empty while the caller waits: delete it, and the next answer
-        makes a fresh one."""
+        agents rang. It is empty while the caller waits and belongs to nobody now: delete it, and
+        the next answer makes a fresh one of ours. (What held up connecting such callers on the
+        real PBX, issue 11 D3, was the prompt still playing to them: see ``_connect``.)"""
         stale = bridges.get(bridge_id_for(caller_id))
         if stale is None or stale.channels:
             return

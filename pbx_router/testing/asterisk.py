@@ -225,6 +225,20 @@ class RealAsterisk:
             raise RuntimeError(f"asterisk -rx {command!r} failed ({rc}): {out.decode(errors='replace')}")
         return rc, out.decode(errors="replace")
 
+    async def restart(self, timeout: float = 60.0) -> None:
+        """``core restart now``, as an admin would, then wait until it is fully booted again
+        (the same process re-executes itself)."""
+        await self._rx("core restart now", check=False)
+        async with asyncio.timeout(timeout):
+            while True:
+                rc, out = await self._rx("core waitfullybooted", check=False)
+                if rc == 0 and "fully booted" in out.lower():
+                    # The restart may not have begun yet: only a fresh uptime counts.
+                    _, uptime = await self._rx("core show uptime seconds", check=False)
+                    if "System uptime: " in uptime and int(uptime.split("System uptime: ")[1].split()[0]) < 30:
+                        return
+                await asyncio.sleep(0.2)  # the control socket comes back when Asterisk does
+
     async def cli(self, command: str) -> str:
         """One Asterisk CLI command (``asterisk -rx``); its output."""
         return (await self._rx(command))[1]

@@ -184,6 +184,19 @@ _RECEIVED_INVITE = re.compile(
 
 # -- sipp scenarios ---------------------------------------------------------------------------
 
+# The answer to the other side's BYE, then the end of the scenario.
+_BYE_OK = """  <send next="end"><![CDATA[
+SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+]]></send>
+"""
+
 _SDP = """v=0
 o=pbxr 1 1 IN IP4 127.0.0.1
 s=-
@@ -254,17 +267,7 @@ ACK sip:{to}@[remote_ip]:[remote_port] SIP/2.0
 ]]></send>
   <nop><action><log message="answered [call_id] [$totag] [call_number] [$media]"/></action></nop>
   <recv request="BYE" timeout="{hangup_ms}" ontimeout="hangup"/>
-  <send next="end"><![CDATA[
-SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-]]></send>
-  <label id="hangup"/>
+{_BYE_OK}  <label id="hangup"/>
   <nop><action><log message="hanging up"/></action></nop>
   <send retrans="500"><![CDATA[
 BYE sip:{to}@[remote_ip]:[remote_port] SIP/2.0
@@ -367,17 +370,7 @@ SIP/2.0 487 Request Terminated
   <recv request="ACK"><action><log message="answered"/></action></recv>
   <recv request="BYE" timeout="{talk_ms}" ontimeout="hangup"/>
   <nop><action><log message="bye"/></action></nop>
-  <send next="end"><![CDATA[
-SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-
-]]></send>
-  <label id="hangup"/>
+{_BYE_OK}  <label id="hangup"/>
   <nop><action><log message="hanging up"/></action></nop>
   <send retrans="500"><![CDATA[
 BYE [$target] SIP/2.0
@@ -452,22 +445,23 @@ class _Party:
 
 class SipCaller:
     """A caller dialling ``to`` from the ``softphone`` endpoint; says ``audio`` (a WAV, any rate)
-    ``audio_at`` s after answer, presses ``dtmf`` [(seconds after answer, key)], and hangs up after
-    ``hangup_after`` s unless Asterisk hangs up first."""
+    ``audio_at`` s after answer (and each of ``say`` [(seconds after answer, WAV)]), presses
+    ``dtmf`` [(seconds after answer, key)], and hangs up after ``hangup_after`` s unless Asterisk
+    hangs up first."""
 
     def __init__(self, pbx: SipServer, to: str = "100", *, user: str = "softphone",
                  audio: Path | None = None, audio_at: float = 0.5,
                  dtmf: list[tuple[float, str]] | None = None, hangup_after: float = 60.0,
+                 say: list[tuple[float, Path]] | None = None,
                  name: str = "Test caller", workdir: Path | None = None) -> None:
         self.pbx = pbx
         self.to = to
         self.user = user
-        self.audio = audio
-        self.audio_at = audio_at
+        self.say = ([(audio_at, audio)] if audio is not None else []) + list(say or [])
         self.dtmf = list(dtmf or [])
         self.hangup_after = hangup_after
         self.name = name
-        self.speech_started_wall: float | None = None  # time.time() when ``audio`` began
+        self.speech_started_wall: float | None = None  # time.time() when the last phrase began
         self._own_dir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="pbxr-sip-"))
         self.rtp = RtpPeer()
@@ -487,18 +481,18 @@ class SipCaller:
 
     async def start(self) -> None:
         port = await self.rtp.open()
-        pcm = None
-        if self.audio is not None:
-            samples, rate = read_wav(self.audio)
-            pcm = np.asarray(resample(samples, rate, 8000) if rate != 8000 else samples, dtype=np.int16)
+        speech = []
+        for at, wav in self.say:
+            samples, rate = read_wav(wav)
+            speech.append((at, np.asarray(resample(samples, rate, 8000) if rate != 8000 else samples, dtype=np.int16)))
         scenario = _caller_scenario(self.to, self.user, self.pbx.secret(self.user), port,
                                     int(self.hangup_after * 1000), self.name)
         await self.sipp.start(scenario, ["-m", "1", "-l", "1", "-i", "127.0.0.1",
                                          "-p", str(free_port(socket.SOCK_DGRAM)), "-mp", str(free_udp_range(4)),
                                          f"127.0.0.1:{self.pbx.sip_port}"])
-        self._tasks.append(asyncio.create_task(self._media(pcm), name="sip-caller-media"))
+        self._tasks.append(asyncio.create_task(self._media(speech), name="sip-caller-media"))
 
-    async def _media(self, pcm: np.ndarray | None) -> None:
+    async def _media(self, speech: list[tuple[float, np.ndarray]]) -> None:
         loop = asyncio.get_running_loop()
         while True:
             mark = next((m for m in self.sipp.marks() if m.startswith("answered")), None)
@@ -512,8 +506,8 @@ class SipCaller:
         self.rtp.remote = ("127.0.0.1", int(mark.rsplit(" ", 1)[-1]))
         self.answered.set()
         jobs: list[tuple[float, Callable[[], Awaitable[None]]]] = []
-        if pcm is not None:
-            jobs.append((self.audio_at, functools.partial(self._say, pcm)))
+        for at, pcm in speech:
+            jobs.append((at, functools.partial(self._say, pcm)))
         for at, key in self.dtmf:
             jobs.append((at, functools.partial(self.rtp.digit, key)))
         for at, job in sorted(jobs, key=lambda j: j[0]):

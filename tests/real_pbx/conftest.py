@@ -121,8 +121,11 @@ class RealDaemon:
 # "1796178555.12", uuids).
 _ID = re.compile(r"pbxr-[^/]+|queue-[a-z0-9_-]+|\d{6,}\.\d+|[0-9a-f]{8}-[0-9a-f-]{27}")
 # What the daemon expects Asterisk to refuse now and then, and handles: a listening leg not yet in
-# Stasis (D2, tried again) and a holding bridge that already exists (get-or-create).
-EXPECTED_REFUSALS = {("POST", "/bridges/*/addChannel", 422), ("POST", "/bridges", 409)}
+# Stasis (D2, tried again), a holding bridge that already exists (get-or-create), and a barge-in
+# that stops a prompt which had just ended by itself (its PlaybackFinished still on the way: no
+# request can tell; seen under load in the 20-caller test).
+EXPECTED_REFUSALS = {("POST", "/bridges/*/addChannel", 422), ("POST", "/bridges", 409),
+                     ("DELETE", "/playbacks/*", 404)}
 
 
 async def app_registered(ast: RealAsterisk, app: str = "pbx-router") -> bool:

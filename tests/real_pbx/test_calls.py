@@ -8,6 +8,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import numpy as np
 
 from pbx_router.testing.asterisk import RealAsterisk
 from pbx_router.testing.audio import read_wav, resample
@@ -15,6 +16,12 @@ from pbx_router.testing.sip import SipAgent, SipCaller, similarity
 
 from helpers import eventually
 from real_pbx.conftest import AUDIO, EXPECTED_REFUSALS, ROOT, RealDaemon, app_registered, start_real_daemon
+
+
+def clinic_prompt(name: str) -> np.ndarray:
+    """One of the example clinic's prompts as 8 kHz samples (what a caller's phone would get)."""
+    pcm, rate = read_wav(ROOT / "examples" / "sounds" / "en" / "custom" / f"{name}.wav")
+    return resample(pcm, rate, 8000) if rate != 8000 else pcm
 
 
 async def record_of(db_url: str, number_hint: str | None = None) -> list[asyncpg.Record]:
@@ -176,8 +183,7 @@ async def test_an_agent_who_hangs_up_ends_the_call_without_refused_requests(
 async def test_a_spoken_emergency_hears_the_911_instruction_and_reaches_a_nurse(
     asterisk: RealAsterisk, real_daemon: RealDaemon, database_url: str
 ) -> None:
-    prompt, rate = read_wav(ROOT / "examples" / "sounds" / "en" / "custom" / "clinic-emergency-911.wav")
-    prompt = resample(prompt, rate, 8000) if rate != 8000 else prompt
+    prompt = clinic_prompt("clinic-emergency-911")
     nurses = [SipAgent(asterisk, user, ring_s=0.5) for user in ("agent2", "agent3")]
     try:
         for nurse in nurses:
@@ -194,8 +200,7 @@ async def test_a_spoken_emergency_hears_the_911_instruction_and_reaches_a_nurse(
             await nurse.stop()
     found = similarity(heard, prompt)
     # The measure tells prompts apart: the crisis line's prompt, never played here, is not found.
-    other, rate = read_wav(ROOT / "examples" / "sounds" / "en" / "custom" / "clinic-crisis-988.wav")
-    not_played = similarity(heard, resample(other, rate, 8000) if rate != 8000 else other)
+    not_played = similarity(heard, clinic_prompt("clinic-crisis-988"))
     assert found >= 0.6 > not_played, f"911 instruction {found:.2f}, crisis prompt {not_played:.2f}"
     rows = await eventually(lambda: record_of(database_url), timeout=15, what="the call record")
     assert rows[-1]["intent"] == "emergency"
@@ -221,8 +226,7 @@ async def test_with_the_daemon_down_the_dialplan_fallback_rings_a_person(
 async def test_a_silent_caller_is_asked_again_offered_the_keypad_then_given_a_person(
     asterisk: RealAsterisk, real_daemon: RealDaemon, database_url: str
 ) -> None:
-    menu, rate = read_wav(ROOT / "examples" / "sounds" / "en" / "custom" / "clinic-keypad-menu.wav")
-    menu = resample(menu, rate, 8000) if rate != 8000 else menu
+    menu = clinic_prompt("clinic-keypad-menu")
     desks = [SipAgent(asterisk, user, ring_s=0.3) for user in ("agent1", "agent2")]
     try:
         for desk in desks:
@@ -282,3 +286,42 @@ async def _rows(db_url: str) -> list[asyncpg.Record]:
 async def _reachable(ast: RealAsterisk, aor: str) -> bool:
     contacts = await ast.cli("pjsip show contacts")
     return any(f"{aor}/sip:" in line and "Avail" in line for line in contacts.splitlines())
+
+
+async def test_a_caller_whose_daemon_was_killed_mid_sentence_is_heard_by_the_next_one(
+    asterisk: RealAsterisk, real_daemon: RealDaemon, database_url: str
+) -> None:
+    """kill -9 while the caller speaks: the restarted daemon adopts them with ears of its own (the
+    dead daemon's snoop and externalMedia legs are its no longer), and what they say next routes
+    the call."""
+    async with SipAgent(asterisk, "agent2", ring_s=0.3) as pharmacy:
+        async with SipCaller(asterisk, "100", say=[(0.6, AUDIO / "refill_01.wav"), (9.0, AUDIO / "refill_02.wav")],
+                             hangup_after=60) as caller:
+            await asyncio.wait_for(caller.answered.wait(), 15)
+            # The daemon heard the caller start speaking over the greeting: kill it mid-sentence.
+            await eventually(lambda: real_daemon.events("barge_in"), timeout=15, what="speech heard starting")
+            await real_daemon.kill()
+            second = await start_real_daemon(asterisk, real_daemon.config, real_daemon.log.with_name("daemon2.log"))
+            try:
+                await pharmacy.wait_for(lambda a: a.answered >= 1, timeout=40, what="the pharmacy phone answered")
+                await caller.hang_up()
+                rows = await eventually(lambda: _all_recorded(database_url, 1), timeout=15, what="the call record")
+            finally:
+                await second.stop()
+    assert rows[-1]["intent"] == "prescription_refill"
+    assert rows[-1]["outcome"] == "queue:pharmacy:answered"
+    assert len(await _rows(database_url)) == 1
+
+
+async def test_after_asterisk_restarts_the_next_calls_are_heard_and_routed(
+    asterisk: RealAsterisk, real_daemon: RealDaemon, database_url: str
+) -> None:
+    await asterisk.restart()
+    await eventually(lambda: app_registered(asterisk), timeout=60, what="the daemon reconnected")
+    async with SipAgent(asterisk, "agent2", ring_s=0.3) as pharmacy:
+        async with SipCaller(asterisk, "100", audio=AUDIO / "refill_01.wav", audio_at=0.6, hangup_after=30) as caller:
+            await asyncio.wait_for(caller.answered.wait(), 15)
+            await pharmacy.wait_for(lambda a: a.answered >= 1, timeout=30, what="the pharmacy phone answered")
+            await caller.hang_up()
+    rows = await eventually(lambda: record_of(database_url), timeout=15, what="the call record")
+    assert rows[-1]["intent"] == "prescription_refill"
