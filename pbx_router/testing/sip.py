@@ -140,10 +140,13 @@ class RtpPeer(asyncio.DatagramProtocol):
         self._ts += steps * SAMPLES
 
     def slots_with_audio(self, t0: float, t1: float, pt: int = 0) -> float:
-        """Share of the 20 ms slots in [t0, t1) (loop time) in which audio of ``pt`` arrived."""
+        """How much of [t0, t1) (loop time) audio of ``pt`` covered: 20 ms packets received over
+        the packets a continuous stream brings (at most 1). Counting packets, not which 20 ms
+        slot each arrived in, so that jitter on a busy machine (two packets in one slot, none in
+        the next) does not read as silence; ``gaps`` tells how long the longest silence was."""
         slots = max(1, int((t1 - t0) / FRAME_S))
-        hit = {int((r.at - t0) / FRAME_S) for r in self.received if r.pt == pt and t0 <= r.at < t1}
-        return len(hit) / slots
+        packets = sum(1 for r in self.received if r.pt == pt and t0 <= r.at < t1)
+        return min(1.0, packets / slots)
 
     def heard(self, t0: float = float("-inf"), t1: float = float("inf")) -> np.ndarray:
         """What arrived as u-law (PT 0) in [t0, t1), decoded and joined in arrival order."""
