@@ -652,7 +652,7 @@ class App:
             ports = PortPool(cfg.media.rtp_port_min, cfg.media.rtp_port_max)
         endpointer = EndpointerConfig(
             end_silence_ms=cfg.speech.end_silence_ms, max_utterance_ms=cfg.speech.max_utterance_ms,
-            no_input_timeout_ms=cfg.speech.no_input_ms,
+            no_input_timeout_ms=cfg.speech.no_input_ms, early_final_ms=cfg.speech.early_final_ms,
         )
 
         brain = Brain(

@@ -140,6 +140,9 @@ class SpeechConfig(_Section):
     workers: int = Field(2, ge=1, le=64, description="recogniser worker processes/threads")
     expected_sessions: int = Field(8, ge=0, le=1000, description="decoders built ahead of the first calls")
     end_silence_ms: int = Field(600, ge=200, le=3000, description="silence that ends an utterance")
+    early_final_ms: int = Field(250, ge=0, le=3000, description=(
+        "a pause this long starts recognition before the end is confirmed; used if the caller "
+        "stays silent, withdrawn if they go on (0 = off)"))
     max_utterance_ms: int = Field(15000, ge=1000, le=60000)
     no_input_ms: int = Field(6000, ge=1000, le=60000, description="silence after a prompt = no input")
 

@@ -48,6 +48,9 @@ class Heard:
     # so that a red flag heard with low confidence still reaches a person.
     alternatives: tuple[str, ...] = ()
     word_confidences: tuple[float, ...] = ()
+    # From the end of the utterance (as the endpointer confirmed it) to its transcript: ~0 when
+    # recognition started at the pause and kept up, the decode's queueing and cost otherwise.
+    recognition_wait_ms: int | None = None
 
 
 @dataclass
@@ -228,7 +231,8 @@ class Conversation:
                         t = e.transcript
                         return Heard(text=t.text, confidence=t.confidence, source="speech",
                                      alternatives=tuple(t.alternatives),
-                                     word_confidences=tuple(w.confidence for w in t.words))
+                                     word_confidences=tuple(w.confidence for w in t.words),
+                                     recognition_wait_ms=e.wait_ms)
                     elif e.kind == "no_input" and not playing:
                         return Heard(source="no_input")
                     elif e.kind == "error":
@@ -245,6 +249,8 @@ class Conversation:
             "attempt": attempt, "source": heard.source, "intent": decision.intent,
             "confidence": round(decision.confidence, 3), "rule": decision.rule, "action": decision.action,
         }
+        if heard.recognition_wait_ms is not None:
+            turn["recognition_wait_ms"] = heard.recognition_wait_ms
         # Why it was understood so: red flags with their words, denied ones, every candidate's
         # evidence. Words are transcript: stored with the call record, never logged above DEBUG.
         if match.red_flags:

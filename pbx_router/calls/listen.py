@@ -21,6 +21,7 @@ import contextlib
 import itertools
 import re
 import secrets
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,7 +32,15 @@ from pbx_router.log import get_logger
 from pbx_router.media.codecs import FORMATS, Resampler, WireFormat
 from pbx_router.media.endpoint import RtpEndpoint
 from pbx_router.media.ports import PortPool
-from pbx_router.media.vad import Audio, Endpointer, EndpointerConfig, NoInput, SpeechEnded, SpeechStarted
+from pbx_router.media.vad import (
+    Audio,
+    Endpointer,
+    EndpointerConfig,
+    NoInput,
+    SpeechEnded,
+    SpeechPaused,
+    SpeechStarted,
+)
 from pbx_router.speech import EnginePool, SpeechError, Transcript
 
 log = get_logger("pbx_router.calls")
@@ -58,6 +67,8 @@ class ListenEvent(ev.Event):
     kind: str = ""
     transcript: Transcript | None = None
     detail: str = ""
+    # final: ms from the confirmed end of the utterance to its transcript
+    wait_ms: int | None = None
 
 
 def new_generation() -> str:
@@ -118,6 +129,7 @@ class Listener:
         self._finishing: set[asyncio.Task[None]] = set()
         self._stopping = False
         self.utterances = 0
+        self.early_withdrawn = 0  # early recognitions given up because the caller went on
         self.log = log.bind(call_id=call.call_id)
 
     async def start(self) -> None:
@@ -161,19 +173,46 @@ class Listener:
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 0.2)
 
-    async def _finish(self, session_cm: Any, session: Any, resampler: Resampler | None, reason: str) -> None:
+    async def _open(self) -> tuple[Any, Any]:
+        """A recogniser session for an utterance: (context manager, session), or (None, None)
+        with an error delivered (the call falls back to the keypad)."""
+        try:
+            session_cm = self.speech.session()
+            return session_cm, await session_cm.__aenter__()
+        except SpeechError as exc:
+            self.call.deliver(ListenEvent(type="PbxRouterListen", kind="error", detail=str(exc)))
+            return None, None
+
+    async def _recognise(self, session_cm: Any, session: Any, resampler: Resampler | None) -> Transcript:
+        """The utterance's final transcript; its session is closed whatever happens."""
         try:
             if resampler is not None:
                 tail = resampler.flush()
                 if tail:
                     await session.feed(tail)
-            t = await session.finish(timeout=self.settings.recognition_timeout)
-            self.utterances += 1
-            self.call.deliver(ListenEvent(type="PbxRouterListen", kind="final", transcript=t, detail=reason))
-        except SpeechError as exc:
-            self.call.deliver(ListenEvent(type="PbxRouterListen", kind="error", detail=str(exc)))
+            result: Transcript = await session.finish(timeout=self.settings.recognition_timeout)
+            return result
         finally:
             await _close(session_cm)
+
+    async def _deliver(self, result: Awaitable[Transcript], reason: str) -> None:
+        loop = asyncio.get_running_loop()
+        ended = loop.time()
+        try:
+            t = await result
+        except SpeechError as exc:
+            self.call.deliver(ListenEvent(type="PbxRouterListen", kind="error", detail=str(exc)))
+            return
+        self.utterances += 1
+        self.call.deliver(ListenEvent(type="PbxRouterListen", kind="final", transcript=t, detail=reason,
+                                      wait_ms=round((loop.time() - ended) * 1000)))
+
+    def _background(self, aw: Coroutine[Any, Any, Any] | asyncio.Task[Any]) -> asyncio.Task[Any]:
+        task = aw if isinstance(aw, asyncio.Task) else asyncio.create_task(aw)
+        self._finishing.add(task)
+        task.add_done_callback(self._finishing.discard)
+        task.add_done_callback(_retrieve)
+        return task
 
     def _pump_done(self, task: asyncio.Task[None]) -> None:
         # Ears that stop must not leave the caller waiting for a transcript that never comes.
@@ -216,6 +255,12 @@ class Listener:
         session_cm: Any = None
         session: Any = None
         resampler: Resampler | None = None
+        # Recognition started at a pause (SpeechPaused): the final transcript if the caller stays
+        # silent, withdrawn if they go on. The utterance's audio is kept for that case: the new
+        # session hears it whole, not just what came after the pause.
+        early: asyncio.Task[Transcript] | None = None
+        keep_audio = self.endpointer.cfg.early_final_ms > 0
+        utterance = bytearray()
         try:
             while True:
                 try:
@@ -229,37 +274,58 @@ class Listener:
                 for e in events:
                     if isinstance(e, SpeechStarted):
                         self.call.deliver(ListenEvent(type="PbxRouterListen", kind="speech_started"))
-                        try:
-                            session_cm = self.speech.session()
-                            session = await session_cm.__aenter__()
-                        except SpeechError as exc:
-                            session_cm = session = None
-                            self.call.deliver(ListenEvent(type="PbxRouterListen", kind="error", detail=str(exc)))
+                        utterance.clear()
+                        session_cm, session = await self._open()
                         resampler = Resampler(self.fmt.sample_rate, self.speech.sample_rate)
-                    elif isinstance(e, Audio) and session is not None and resampler is not None:
+                    elif isinstance(e, Audio):
+                        if early is not None:
+                            # The caller went on after the pause: the utterance is not over.
+                            early.cancel()
+                            early = None
+                            self.early_withdrawn += 1
+                            session_cm, session = await self._open()
+                            resampler = Resampler(self.fmt.sample_rate, self.speech.sample_rate)
+                            pcm_in = bytes(utterance) + e.pcm
+                        else:
+                            pcm_in = e.pcm
+                        if keep_audio:
+                            utterance += e.pcm
+                        if session is None or resampler is None:
+                            continue
                         try:
-                            await session.feed(resampler.process(e.pcm))
+                            await session.feed(resampler.process(pcm_in))
                         except SpeechError as exc:
                             await _close(session_cm)
                             session_cm = session = None
                             self.call.deliver(ListenEvent(type="PbxRouterListen", kind="error", detail=str(exc)))
+                    elif isinstance(e, SpeechPaused):
+                        if session is not None:
+                            early = self._background(self._recognise(session_cm, session, resampler))
+                            session_cm = session = resampler = None
                     elif isinstance(e, SpeechEnded):
-                        if session is None:
+                        utterance.clear()
+                        # Finish in a task of its own: audio keeps flowing (and being counted)
+                        # while the recogniser completes, so a slow worker never turns into lost RTP.
+                        if early is not None:
+                            self._background(self._deliver(early, e.reason))
+                            early = None
+                        elif session is not None:
+                            self._background(self._deliver(self._recognise(session_cm, session, resampler), e.reason))
+                            session_cm = session = resampler = None
+                        else:
                             # An utterance nobody could transcribe (its recogniser failed): it
                             # must not count as "the caller said something" for this turn.
                             self.endpointer.reset()
-                            continue
-                        # Finish in its own task: audio keeps flowing (and being counted) while
-                        # the recogniser completes, so a slow worker never turns into lost RTP.
-                        task = asyncio.create_task(self._finish(session_cm, session, resampler, e.reason))
-                        self._finishing.add(task)
-                        task.add_done_callback(self._finishing.discard)
-                        session_cm = session = None
-                        resampler = None
                     elif isinstance(e, NoInput):
                         self.call.deliver(ListenEvent(type="PbxRouterListen", kind="no_input"))
         finally:
             await _close(session_cm)
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    # A withdrawn early recognition may end in an error nobody awaits: seen, not warned about.
+    if not task.cancelled():
+        task.exception()
 
 
 async def _close(cm: Any) -> None:

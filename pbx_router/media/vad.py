@@ -6,6 +6,11 @@ the silence gaps reported with :meth:`Endpointer.gap`, so tests are exact and re
 Only voiced audio plus ``padding_ms`` of context on each side is emitted as :class:`Audio`, so the
 recogniser never decodes long silence. Pauses inside an utterance shorter than
 ``end_silence_ms`` are kept whole (the recogniser needs them to separate words).
+
+:class:`SpeechPaused` comes once a pause has lasted ``early_final_ms`` (and at least
+``padding_ms``): from then on the utterance's audio is complete unless the caller speaks again,
+so recognition can start before ``end_silence_ms`` confirms the end. Audio after it means the
+caller went on: that utterance is not over, and what was recognised early is for the bin.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ __all__ = [
     "EndpointerConfig",
     "NoInput",
     "SpeechEnded",
+    "SpeechPaused",
     "SpeechStarted",
 ]
 
@@ -39,6 +45,9 @@ class EndpointerConfig:
     max_utterance_ms: int = 15000
     no_input_timeout_ms: int = 6000  # from the start (or reset()) of a turn to the first speech
     padding_ms: int = 200  # context kept before the start and after the end of speech
+    # A pause this long (never less than padding_ms) sends SpeechPaused; 0 = never. Recognition
+    # started there is ready when end_silence_ms confirms the end, instead of starting then.
+    early_final_ms: int = 250
 
     def validate(self) -> None:
         if self.aggressiveness not in (0, 1, 2, 3):
@@ -50,6 +59,8 @@ class EndpointerConfig:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.padding_ms < 0:
             raise ValueError(f"padding_ms must not be negative, got {self.padding_ms}")
+        if self.early_final_ms < 0:
+            raise ValueError(f"early_final_ms must not be negative, got {self.early_final_ms}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,11 +82,19 @@ class SpeechEnded:
 
 
 @dataclass(frozen=True, slots=True)
+class SpeechPaused:
+    """The caller has been silent for ``early_final_ms``: every Audio of the utterance so far
+    has been sent, and nothing more will be unless they speak again (see the module doc)."""
+
+    at_ms: int  # stream time of the end of the last voiced frame
+
+
+@dataclass(frozen=True, slots=True)
 class NoInput:
     at_ms: int  # stream time when the no-input timeout expired
 
 
-EndpointEvent = SpeechStarted | Audio | SpeechEnded | NoInput
+EndpointEvent = SpeechStarted | Audio | SpeechPaused | SpeechEnded | NoInput
 
 
 class Endpointer:
@@ -103,6 +122,7 @@ class Endpointer:
         self._last_voiced_end_samples = 0
         self._trailing: list[bytes] = []  # unvoiced frames after speech, not yet known to be inside it
         self._trailing_samples = 0  # trailing silence length, gaps included
+        self._paused_sent = False  # SpeechPaused sent for the current pause
         self._turn_start_samples = 0
         self._heard_speech_this_turn = False
         self._no_input_sent = False
@@ -164,6 +184,7 @@ class Endpointer:
             self._samples += gap_samples
             if self._in_speech:
                 self._trailing_samples += gap_samples
+                self._check_pause(events, audio)
                 self._check_speech_end(events, audio)
             self._check_no_input(events)
         self._flush_audio(events, audio)
@@ -225,6 +246,7 @@ class Endpointer:
         self._voiced_run.clear()
         self._trailing.clear()
         self._trailing_samples = 0
+        self._paused_sent = False
 
     def _frame_in_speech(
         self, frame: bytes, voiced: bool, start: int, events: list[EndpointEvent], audio: bytearray
@@ -237,6 +259,7 @@ class Endpointer:
             self._trailing_samples = 0
             audio += frame
             self._last_voiced_end_samples = self._samples
+            self._paused_sent = False
             return
         padding_samples = self._ms_to_samples(self.cfg.padding_ms)
         if self._trailing_samples < padding_samples:
@@ -244,7 +267,20 @@ class Endpointer:
         else:
             self._trailing.append(frame)
         self._trailing_samples += self._frame_samples
+        self._check_pause(events, audio)
         self._check_speech_end(events, audio)
+
+    def _check_pause(self, events: list[EndpointEvent], audio: bytearray) -> None:
+        cfg = self.cfg
+        if self._paused_sent or not cfg.early_final_ms:
+            return
+        threshold = self._ms_to_samples(max(cfg.early_final_ms, cfg.padding_ms))
+        if threshold >= self._ms_to_samples(cfg.end_silence_ms):
+            return  # the end itself comes first (or at once): nothing to start early
+        if self._trailing_samples >= threshold:
+            self._paused_sent = True
+            self._flush_audio(events, audio)
+            events.append(SpeechPaused(self._ms(self._last_voiced_end_samples)))
 
     def _check_speech_end(self, events: list[EndpointEvent], audio: bytearray) -> None:
         if self._trailing_samples >= self._ms_to_samples(self.cfg.end_silence_ms):
@@ -260,6 +296,7 @@ class Endpointer:
         self._flush_audio(events, audio)
         events.append(SpeechEnded(self._ms(at_samples), reason))
         self._in_speech = False
+        self._paused_sent = False
         self._trailing.clear()
         self._trailing_samples = 0
         self._pre_roll.clear()

@@ -411,3 +411,43 @@ async def test_denied_chest_pain_with_a_refill_never_takes_the_emergency_path(
     assert not first.get("red_flags")
     assert any("chest" in words for words in first["denied"])
     assert "sound:custom/clinic-emergency-911" not in [p.media_uri for p in call.playbacks]
+
+
+def _spoken_span(name: str) -> bytes:
+    """A fixture's speech without its leading and trailing silence (8 kHz PCM16)."""
+    import numpy as np
+
+    from pbx_router.media.codecs import read_wav
+
+    pcm, rate = read_wav(AUDIO / name)
+    assert rate == 8000
+    x = np.frombuffer(pcm, dtype=np.int16).astype(np.float64)
+    frames = [float(np.sqrt(np.mean(x[i:i + 160] ** 2))) for i in range(0, len(x) - 159, 160)]
+    loud = [i for i, r in enumerate(frames) if r > 200]
+    return pcm[loud[0] * 320: (loud[-1] + 1) * 320]
+
+
+async def test_a_caller_who_pauses_mid_sentence_is_heard_whole(
+    clinic_pbx: AsteriskEmulator, start_daemon: DaemonFactory, database_url: str
+) -> None:
+    """Recognition starts early, at a pause, so the transcript is ready when the end of speech
+    is confirmed (issue 11's latency). A caller who pauses and goes on must not be cut at the
+    pause: the whole sentence is one utterance, heard and decided once."""
+    from pbx_router.media.vad import Endpointer, EndpointerConfig, SpeechEnded, SpeechPaused
+
+    pause = bytes(2 * 8000 * 400 // 1000)  # 0.4 s: past early_final_ms, short of end_silence_ms
+    audio = _spoken_span("refill_01.wav") + pause + _spoken_span("billing_01.wav") + bytes(2 * 8000 * 1500 // 1000)
+    # The premise, checked on the daemon's own endpointer settings: a pause, then the end.
+    marks = [type(e) for e in Endpointer(EndpointerConfig(), 8000).feed(bytes(8000) + audio)
+             if isinstance(e, (SpeechPaused, SpeechEnded))]
+    assert marks == [SpeechPaused, SpeechPaused, SpeechEnded]
+    await start_clinic_daemon(start_daemon, OPEN)
+    call = await clinic_pbx.place_call(caller_number="+15554000011", dialled="100", audio=audio, audio_at=0.5)
+    await call.wait_for(lambda c: c.fate == "bridged", timeout=30)
+    await call.hangup()
+    row = await eventually(lambda: record_of(database_url, call.channel_id), timeout=10, what="call record")
+    assert "refill" in row["transcript"] and "bill" in row["transcript"], row["transcript"]
+    assert "|" not in row["transcript"]  # one utterance, not two turns
+    extra = json.loads(row["extra"]) if isinstance(row["extra"], str) else row["extra"]
+    assert len(extra["turns"]) == 1
+    assert extra["turns"][0]["recognition_wait_ms"] >= 0

@@ -13,6 +13,7 @@ from pbx_router.media.vad import (
     EndpointEvent,
     NoInput,
     SpeechEnded,
+    SpeechPaused,
     SpeechStarted,
 )
 
@@ -53,7 +54,8 @@ def test_real_caller_speech_is_bracketed_within_tolerance(wav: str) -> None:
     ep = Endpointer(cfg, rate)
     events = ep.feed(silence(1000, rate) + pcm + silence(2000, rate))
 
-    assert kinds([e for e in events if not isinstance(e, Audio)]) == [SpeechStarted, SpeechEnded]
+    marks = kinds([e for e in events if not isinstance(e, (Audio, SpeechPaused))])
+    assert marks == [SpeechStarted, SpeechEnded]
     started = next(e for e in events if isinstance(e, SpeechStarted))
     ended = next(e for e in events if isinstance(e, SpeechEnded))
     assert abs(started.at_ms - (1000 + start)) <= 100
@@ -127,7 +129,65 @@ def test_a_short_gap_inside_speech_does_not_end_it() -> None:
     half = len(pcm) // 2 & ~1
     ep = Endpointer(EndpointerConfig(end_silence_ms=600), rate)
     events = ep.feed(pcm[:half]) + ep.gap(300) + ep.feed(pcm[half:]) + ep.feed(silence(1000, rate))
-    assert kinds([e for e in events if not isinstance(e, Audio)]) == [SpeechStarted, SpeechEnded]
+    assert kinds([e for e in events if not isinstance(e, (Audio, SpeechPaused))]) == [SpeechStarted, SpeechEnded]
+
+
+def utterance_audio(events: list[EndpointEvent]) -> bytes:
+    """The Audio of the first utterance (what its recogniser is fed)."""
+    end = next(i for i, e in enumerate(events) if isinstance(e, SpeechEnded))
+    return audio_of(events[:end])
+
+
+@pytest.mark.parametrize("wav", CALLERS)
+def test_a_pause_announces_that_the_utterance_audio_is_complete(wav: str) -> None:
+    """Recognition may start at SpeechPaused (issue 11: the transcript is ready when the end is
+    confirmed): by then every byte the recogniser will get has been sent, as the end will say."""
+    pcm, rate = read_wav(path(wav))
+    cfg = EndpointerConfig(early_final_ms=250, end_silence_ms=600)
+    events = Endpointer(cfg, rate).feed(silence(500, rate) + pcm + silence(1500, rate))
+    end = next(i for i, e in enumerate(events) if isinstance(e, SpeechEnded))
+    paused = [i for i, e in enumerate(events[:end]) if isinstance(e, SpeechPaused)]
+    assert paused, "no pause before the end"
+    assert audio_of(events[paused[-1]:end]) == b""  # nothing more came after the last pause
+    assert events[paused[-1]].at_ms == events[end].at_ms  # the same last voiced frame
+    # And the pause changes nothing else: the same utterance as without early recognition.
+    plain = Endpointer(EndpointerConfig(early_final_ms=0, end_silence_ms=600), rate)
+    without = plain.feed(silence(500, rate) + pcm + silence(1500, rate))
+    assert SpeechPaused not in kinds(without)
+    assert utterance_audio(without) == utterance_audio(events)
+
+
+def test_speech_after_a_pause_hands_over_the_pause_and_ends_later() -> None:
+    pcm, rate = read_wav(path("sipp/caller_audio_via_externalmedia.wav"))
+    half = len(pcm) // 2 & ~1
+    ep = Endpointer(EndpointerConfig(early_final_ms=250, end_silence_ms=600), rate)
+    first = ep.feed(pcm[:half]) + ep.feed(silence(400, rate))
+    assert SpeechPaused in kinds(first) and SpeechEnded not in kinds(first)
+    assert not isinstance(first[-1], Audio)  # held back: silence beyond the padding may be a pause
+    rest = ep.feed(pcm[half:]) + ep.feed(silence(1000, rate))
+    # The caller went on: the held silence and the new speech come as Audio, then a new pause
+    # and the end (once each).
+    after = kinds([e for e in rest if not isinstance(e, Audio)])
+    assert after == [SpeechPaused, SpeechEnded]
+    assert isinstance(rest[0], Audio)
+
+
+def test_a_silent_rtp_gap_is_a_pause_too() -> None:
+    pcm, rate = read_wav(path("sipp/caller_audio_via_externalmedia.wav"))
+    _, end = speech_bounds_ms(pcm, rate)
+    ep = Endpointer(EndpointerConfig(early_final_ms=300, end_silence_ms=600), rate)
+    ep.feed(pcm[: end * rate // 1000 * 2])
+    assert SpeechPaused not in kinds(ep.gap(200))
+    assert kinds([e for e in ep.gap(200) if not isinstance(e, Audio)]) == [SpeechPaused]
+    assert kinds(ep.gap(200)) == [SpeechEnded]
+
+
+@pytest.mark.parametrize("early", [0, 600, 900])
+def test_no_pause_when_early_recognition_is_off_or_not_earlier_than_the_end(early: int) -> None:
+    pcm, rate = read_wav(path("sipp/caller_audio_via_externalmedia.wav"))
+    ep = Endpointer(EndpointerConfig(early_final_ms=early, end_silence_ms=600), rate)
+    events = ep.feed(pcm + silence(1000, rate))
+    assert SpeechEnded in kinds(events) and SpeechPaused not in kinds(events)
 
 
 def test_max_utterance_length_cuts_a_long_talker() -> None:
@@ -145,6 +205,7 @@ def test_max_utterance_length_cuts_a_long_talker() -> None:
         (EndpointerConfig(frame_ms=25), 8000),
         (EndpointerConfig(aggressiveness=4), 8000),
         (EndpointerConfig(end_silence_ms=0), 8000),
+        (EndpointerConfig(early_final_ms=-1), 8000),
         (EndpointerConfig(), 11025),
     ],
 )
