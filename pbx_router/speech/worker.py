@@ -13,6 +13,13 @@ what the parent's replacement policy looks at (``process_backend``). PocketSphin
 while it decodes, so these threads do not decode in parallel: throughput is what one thread
 had; what they buy is isolation. A decode stuck inside C with the GIL held freezes the whole
 process; the parent sees no PONG and replaces the worker (a global stall).
+
+Final decodes take turns (:class:`DecodeGate`): one at a time per process, in the order the
+utterances ended. Moonshine does all its work in ``final()`` and releases the GIL, so without the
+gate a burst of callers who stop speaking together (twenty, say) all share the core and all get
+their transcripts late, at the end of the burst; taking turns, each one's comes as soon as its own
+decode is done, and half of them long before the last. A decode that runs past ``patience_s`` no
+longer holds the next one up: it may be stuck, and isolation comes first.
 """
 
 from __future__ import annotations
@@ -22,12 +29,14 @@ import os
 import queue
 import sys
 import threading
+import time
+from collections import deque
 from typing import BinaryIO
 
 from pbx_router.speech.factory import RecognizerFactory
 from pbx_router.speech.faults import with_faults
 from pbx_router.speech.protocol import HEADER, Op, decode_header, encode
-from pbx_router.speech.types import Recognizer
+from pbx_router.speech.types import Recognizer, Transcript
 
 
 def _read_exact(stream: BinaryIO, size: int) -> bytes | None:
@@ -62,13 +71,48 @@ class _Decoders:
             self._free.append(rec)
 
 
+class DecodeGate:
+    """Final decodes of one process, ``width`` at a time in arrival order (module doc). A decode
+    older than ``patience_s`` stops counting against ``width``."""
+
+    def __init__(self, width: int = 1, patience_s: float = 1.5) -> None:
+        self.width = width
+        self.patience_s = patience_s
+        self._cond = threading.Condition()
+        self._running: dict[object, float] = {}  # ticket -> when its decode started
+        self._waiting: deque[object] = deque()
+
+    def enter(self, ticket: object) -> None:
+        with self._cond:
+            self._waiting.append(ticket)
+            while True:
+                now = time.monotonic()
+                young = [t0 for t0 in self._running.values() if now - t0 < self.patience_s]
+                if len(young) < self.width and self._waiting[0] is ticket:
+                    self._waiting.popleft()
+                    self._running[ticket] = now
+                    self._cond.notify_all()  # the next in line may fit too (width > 1)
+                    return
+                # Woken by a leave, or when the oldest decode in the way runs out of patience.
+                self._cond.wait(min(young) + self.patience_s - now if young else None)
+
+    def leave(self, ticket: object) -> None:
+        with self._cond:
+            self._running.pop(ticket, None)
+            self._cond.notify_all()
+
+
 class _Session:
     """One session's thread: its frames in order, one at a time, on one recogniser."""
 
-    def __init__(self, session: int, decoders: _Decoders, send: _Send) -> None:
+    def __init__(self, session: int, decoders: _Decoders, send: _Send, gate: DecodeGate | None = None) -> None:
         self.id = session
+        self._gate = gate
         self.inbox: queue.SimpleQueue[tuple[Op, bytes] | None] = queue.SimpleQueue()
         self.aborted = False  # set by the main thread; read here between frames
+        # Closed by the parent: frames still queued are not decoded (a recognition started at a
+        # pause and withdrawn when the caller went on costs nothing unless it had begun).
+        self.closed = False
         self._decoders = decoders
         self._send = send
         # A daemon thread: a decode that never returns must not keep the process from exiting.
@@ -82,7 +126,7 @@ class _Session:
                 item = self.inbox.get()
                 if item is None:
                     return
-                if failed or self.aborted:
+                if failed or self.aborted or self.closed:
                     continue
                 op, payload = item
                 try:
@@ -93,8 +137,8 @@ class _Session:
                         if partial is not None and not self.aborted:
                             self._send(Op.PARTIAL, self.id, json.dumps(partial.to_json()).encode())
                     elif op is Op.FINISH:
-                        final = rec.final()
-                        if not self.aborted:
+                        final = self._final(rec)
+                        if final is not None and not self.aborted:
                             self._send(Op.FINAL, self.id, json.dumps(final.to_json()).encode())
                 except Exception as exc:  # one bad utterance must not take the other calls down
                     failed = True
@@ -108,6 +152,20 @@ class _Session:
                 except Exception:  # noqa: BLE001 - a recogniser that cannot reset is dropped
                     return
                 self._decoders.give(rec)
+
+
+    def _final(self, rec: Recognizer) -> Transcript | None:
+        """The decode, in its turn; None when the session was given up while it waited."""
+        gate = self._gate
+        if gate is None:
+            return rec.final()
+        gate.enter(self)
+        try:
+            if self.aborted or self.closed:
+                return None
+            return rec.final()
+        finally:
+            gate.leave(self)
 
 
 class _Send:
@@ -138,6 +196,7 @@ def serve(inp: BinaryIO, out: BinaryIO) -> None:
     prewarm = max(1, int(os.environ.get("PBX_ROUTER_SPEECH_PREWARM", "1")))
     decoders = _Decoders(factory, prewarm)
     sessions: dict[int, _Session] = {}
+    gate = DecodeGate()
     aborted: list[_Session] = []  # aborted sessions whose thread may still be stuck
     send(Op.READY, 0, json.dumps({"pid": os.getpid()}).encode())
 
@@ -150,7 +209,7 @@ def serve(inp: BinaryIO, out: BinaryIO) -> None:
         if payload is None:
             return
         if op is Op.OPEN:
-            state = sessions[session] = _Session(session, decoders, send)
+            state = sessions[session] = _Session(session, decoders, send, gate)
             state.thread.start()
         elif op is Op.FEED or op is Op.FINISH:
             state_or_none = sessions.get(session)
@@ -161,6 +220,7 @@ def serve(inp: BinaryIO, out: BinaryIO) -> None:
         elif op is Op.CLOSE or op is Op.ABORT:
             state_or_none = sessions.pop(session, None)
             if state_or_none is not None:
+                state_or_none.closed = True
                 if op is Op.ABORT:
                     state_or_none.aborted = True
                     aborted.append(state_or_none)
