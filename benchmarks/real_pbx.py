@@ -23,7 +23,9 @@ Traffic model (printed with the results):
 
 The last line printed is one JSON object with ``calls``, ``routed``, ``eos_to_decision_p50_ms``,
 ``eos_to_decision_p99_ms``, ``eos_to_agent_ring_p50_ms``, ``eos_to_agent_ring_p99_ms``,
-``cpu_per_call_pct`` and ``daemon_rss_mb``.
+``recognition_wait_p50_ms`` and ``_p99_ms`` (the part of it after the endpointer confirmed the end:
+the transcript's wait, as each call's first ``call_decided`` says), ``cpu_per_call_pct`` and
+``daemon_rss_mb``.
 """
 
 from __future__ import annotations
@@ -184,6 +186,7 @@ speech: {{engine: {engine}}}
         cpu = cpu_seconds(proc.pid) - cpu0
         await asyncio.sleep(3)  # the last call records reach the log
         decided: dict[str, float] = {}  # channel id -> when the daemon decided
+        waits: list[float] = []  # end of speech confirmed -> transcript, per first decision
         for line in log_path.read_text(errors="replace").splitlines():
             try:
                 rec = json.loads(line)
@@ -191,6 +194,8 @@ speech: {{engine: {engine}}}
                 continue
             if rec.get("event") == "call_decided":
                 stamp = datetime.fromisoformat(rec["timestamp"].replace("Z", "+00:00")).timestamp()
+                if rec["channel_id"] not in decided and rec.get("recognition_wait_ms") is not None:
+                    waits.append(float(rec["recognition_wait_ms"]))
                 decided.setdefault(rec["channel_id"], stamp)
         spoke = {c.name: (c.speech_started_wall or 0.0) + eos for c in callers if c.speech_started_wall}
         ring: dict[str, float] = {}
@@ -210,6 +215,8 @@ speech: {{engine: {engine}}}
             "eos_to_decision_p99_ms": round(percentile(to_decision, 0.99), 1) if to_decision else None,
             "eos_to_agent_ring_p50_ms": round(percentile(to_ring, 0.5), 1) if to_ring else None,
             "eos_to_agent_ring_p99_ms": round(percentile(to_ring, 0.99), 1) if to_ring else None,
+            "recognition_wait_p50_ms": round(percentile(sorted(waits), 0.5), 1) if waits else None,
+            "recognition_wait_p99_ms": round(percentile(sorted(waits), 0.99), 1) if waits else None,
             "cpu_per_call_pct": round(100 * cpu / busy_s / calls, 2),
             "daemon_rss_mb": round(peak_rss, 1),
         }
@@ -249,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"end of phrase -> decision p50 {result['eos_to_decision_p50_ms']} ms, "
           f"p99 {result['eos_to_decision_p99_ms']} ms; -> agent INVITE p50 {result['eos_to_agent_ring_p50_ms']} ms, "
           f"p99 {result['eos_to_agent_ring_p99_ms']} ms")
+    print(f"of which the transcript's wait once the end was confirmed: p50 {result['recognition_wait_p50_ms']} ms, "
+          f"p99 {result['recognition_wait_p99_ms']} ms")
     print(f"daemon CPU {result['cpu_per_call_pct']}% of a core per concurrent call; "
           f"main process RSS {result['daemon_rss_mb']} MB")
     print(json.dumps(result))

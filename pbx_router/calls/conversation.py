@@ -269,7 +269,8 @@ class Conversation:
         self.log.info("call_decided", attempt=attempt, source=heard.source, intent=decision.intent,
                       confidence=round(decision.confidence, 3), rule=decision.rule, action=decision.action,
                       target=decision.target.name if decision.target else None,
-                      red_flags=[f["flag"] for f in match.red_flags])
+                      red_flags=[f["flag"] for f in match.red_flags],
+                      recognition_wait_ms=heard.recognition_wait_ms)
 
     # --- acting ------------------------------------------------------------------------------------
 
