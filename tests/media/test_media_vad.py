@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -19,6 +21,7 @@ from pbx_router.media.vad import (
 
 from media_captures import path
 
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "audio"
 CALLERS = [
     "sipp/caller_audio_via_externalmedia.wav",  # 8 kHz, a real RTP caller
     "slin16/externalmedia_slin16_capture.wav",  # 16 kHz
@@ -206,9 +209,48 @@ def test_max_utterance_length_cuts_a_long_talker() -> None:
         (EndpointerConfig(aggressiveness=4), 8000),
         (EndpointerConfig(end_silence_ms=0), 8000),
         (EndpointerConfig(early_final_ms=-1), 8000),
+        (EndpointerConfig(quiet_db=-1), 8000),
         (EndpointerConfig(), 11025),
     ],
 )
 def test_bad_configuration_is_refused(cfg: EndpointerConfig, rate: int) -> None:
     with pytest.raises(ValueError):
         Endpointer(cfg, rate)
+
+
+def _through_the_line(name: str) -> bytes:
+    """A fixture as the daemon gets it: G.711 u-law on the caller's leg, slin16 from Asterisk."""
+    from pbx_router.media.codecs import Resampler, ulaw_decode, ulaw_encode
+
+    pcm, rate = read_wav(FIXTURES / name)
+    r = Resampler(rate, 16000)
+    return r.process(ulaw_decode(ulaw_encode(pcm))) + r.flush()
+
+
+def _faded_ms(pcm: bytes, rate: int, below_db: float = 40.0) -> int:
+    """Where the last word fades under ``below_db`` from the loudest 20 ms (the ground truth)."""
+    x = np.frombuffer(pcm, dtype=np.int16).astype(np.float64)
+    n = rate // 50
+    ms = np.array([np.mean(x[i:i + n] ** 2) for i in range(0, len(x) - n + 1, n)]) + 1e-9
+    loud = np.flatnonzero(10 * np.log10(ms / ms.max()) > -below_db)
+    return int(loud[-1] + 1) * 20
+
+
+def _end_ms(pcm: bytes, cfg: EndpointerConfig) -> int:
+    return next(e.at_ms for e in Endpointer(cfg, 16000).feed(pcm + silence(1000, 16000))
+                if isinstance(e, SpeechEnded))
+
+
+@pytest.mark.parametrize("name", ["refill_01.wav", "billing_02.wav", "nurse_01.wav"])
+def test_the_end_counts_from_where_the_last_word_faded_not_from_the_vads_hangover(name: str) -> None:
+    """On a quiet line the caller waits end_silence_ms after their last word, not ~100 ms more."""
+    pcm = _through_the_line(name)
+    faded = _faded_ms(pcm, 16000)
+    assert abs(_end_ms(pcm, EndpointerConfig()) - faded) <= 40
+    # Without the rule, webrtcvad alone called the fading tail speech for longer.
+    assert _end_ms(pcm, EndpointerConfig(quiet_db=0)) - faded >= 60
+
+
+def test_on_a_noisy_line_the_vad_alone_decides() -> None:
+    pcm = _through_the_line("refill_03.wav")  # pink noise about 30 dB under the speech
+    assert _end_ms(pcm, EndpointerConfig()) == _end_ms(pcm, EndpointerConfig(quiet_db=0))
