@@ -316,12 +316,27 @@ async def test_a_caller_whose_daemon_was_killed_mid_sentence_is_heard_by_the_nex
 async def test_after_asterisk_restarts_the_next_calls_are_heard_and_routed(
     asterisk: RealAsterisk, real_daemon: RealDaemon, database_url: str
 ) -> None:
+    """Issue 11, D2: right after ``core restart now`` Asterisk answered addChannel for the
+    listening legs with 422 "Channel not in Stasis application" (2 calls of 2), and those calls
+    went deaf for their whole length. Every caller after the restart must be heard."""
     await asterisk.restart()
     await eventually(lambda: app_registered(asterisk), timeout=60, what="the daemon reconnected")
     async with SipAgent(asterisk, "agent2", ring_s=0.3) as pharmacy:
-        async with SipCaller(asterisk, "100", audio=AUDIO / "refill_01.wav", audio_at=0.6, hangup_after=30) as caller:
-            await asyncio.wait_for(caller.answered.wait(), 15)
+        callers = [SipCaller(asterisk, "100", audio=AUDIO / "refill_01.wav", audio_at=0.6, hangup_after=30)
+                   for _ in range(3)]
+        try:
+            await asyncio.gather(*(c.start() for c in callers))
+            await asyncio.gather(*(asyncio.wait_for(c.answered.wait(), 15) for c in callers))
             await pharmacy.wait_for(lambda a: a.answered >= 1, timeout=30, what="the pharmacy phone answered")
-            await caller.hang_up()
-    rows = await eventually(lambda: record_of(database_url), timeout=15, what="the call record")
-    assert rows[-1]["intent"] == "prescription_refill"
+            # All three decided before anyone hangs up (a deaf one is decided too, by no-input turns).
+            await eventually(lambda: len(real_daemon.events("call_decided")) >= 3 or None, timeout=40,
+                             what="three decisions")
+            for c in callers:
+                await c.hang_up()
+        finally:
+            for c in callers:
+                await c.stop()
+    rows = await eventually(lambda: _all_recorded(database_url, 3), timeout=15, what="the call records")
+    # Each one by what they said: a deaf call ends in no-input turns and the keypad menu.
+    assert [r["intent"] for r in rows] == ["prescription_refill"] * 3, [r["transcript"] for r in rows]
+    assert real_daemon.events("listen_start_failed") == []
