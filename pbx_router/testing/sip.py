@@ -473,6 +473,13 @@ class SipCaller:
         self.answered_at: float | None = None
         self.ended_at: float | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._keys: asyncio.Queue[str] = asyncio.Queue()
+
+    def press(self, keys: str) -> None:
+        """Press ``keys`` now (after the scripted ``audio``/``dtmf``), at keypad speed: each key
+        an RFC 4733 event, 100 ms of silence between them."""
+        for key in keys:
+            self._keys.put_nowait(key)
 
     async def __aenter__(self) -> SipCaller:
         await self.start()
@@ -518,9 +525,12 @@ class SipCaller:
             if delay > 0:
                 await asyncio.sleep(delay)  # the caller's script: speak or press at this moment
             await job()
-        # Silence after speaking is real silence on a phone: comfort frames keep the stream alive.
-        silence = np.zeros(SAMPLES * 50, dtype=np.int16)
+        # Silence after speaking is real silence on a phone: comfort frames keep the stream alive,
+        # in 100 ms pieces so that keys pressed meanwhile (press()) go out at once.
+        silence = np.zeros(SAMPLES * 5, dtype=np.int16)
         while True:
+            if not self._keys.empty():
+                await self.rtp.digit(self._keys.get_nowait())
             await self.rtp.play(silence)
 
     async def _say(self, pcm: np.ndarray) -> None:

@@ -139,6 +139,16 @@ async def app_registered(ast: RealAsterisk, app: str = "pbx-router") -> bool:
 
 @pytest_asyncio.fixture
 async def real_daemon(asterisk: RealAsterisk, database_url: str, tmp_path: Path) -> AsyncIterator[RealDaemon]:
+    daemon = await start_real_daemon(asterisk, daemon_config(asterisk, database_url, tmp_path), tmp_path / "daemon.log")
+    try:
+        yield daemon
+    finally:
+        await daemon.stop()
+
+
+def daemon_config(asterisk: RealAsterisk, database_url: str, tmp_path: Path) -> Path:
+    """The daemon's configuration for ``asterisk``: the example clinic (open around the clock),
+    the test's database, debug logs in JSON."""
     rules = always_open_rules(tmp_path / "clinic.yaml")
     cfg = tmp_path / "pbx-router.yaml"
     cfg.write_text(f"""
@@ -155,11 +165,7 @@ media: {{rtp_host: 127.0.0.1, rtp_port_min: {asterisk.rtp_end + 1}, rtp_port_max
 shutdown: {{drain_timeout: 5}}
 admin: {{host: 127.0.0.1, port: {free_port()}, token: "{secrets.token_hex(16)}"}}
 """, encoding="utf-8")
-    daemon = await start_real_daemon(asterisk, cfg, tmp_path / "daemon.log")
-    try:
-        yield daemon
-    finally:
-        await daemon.stop()
+    return cfg
 
 
 async def start_real_daemon(asterisk: RealAsterisk, cfg: Path, log: Path) -> RealDaemon:
