@@ -315,7 +315,7 @@ def _register_scenario(user: str, password: str, expires: int) -> str:
 """
 
 
-def _agent_scenario(rtp: int, ring_ms: int, answer: bool, talk_ms: int) -> str:
+def _agent_scenario(rtp: int, ring_ms: int, answer: bool, talk_ms: int, decline: bool = False) -> str:
     sdp = _SDP.format(rtp=rtp)
     reply = """SIP/2.0 {status}
       [last_Via:]
@@ -328,10 +328,13 @@ def _agent_scenario(rtp: int, ring_ms: int, answer: bool, talk_ms: int) -> str:
 
 {body}"""
     grab = '<action><ereg regexp="[0-9]+" search_in="hdr" header="CSeq:" assign_to="cs"/></action>'
-    ring_or_answer = (
-        f'<recv request="CANCEL" timeout="{ring_ms}" ontimeout="answer">{grab}</recv>' if answer
-        else f'<recv request="CANCEL">{grab}</recv>'
-    )
+    if decline:
+        ring_or_answer = f'<recv request="CANCEL" timeout="{ring_ms}" ontimeout="decline">{grab}</recv>'
+    elif answer:
+        ring_or_answer = f'<recv request="CANCEL" timeout="{ring_ms}" ontimeout="answer">{grab}</recv>'
+    else:
+        ring_or_answer = f'<recv request="CANCEL">{grab}</recv>'
+
     return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="pbx-router agent phone">
   <recv request="INVITE">
@@ -366,6 +369,11 @@ SIP/2.0 487 Request Terminated
       Content-Length: 0
 
 ]]></send>
+  <recv request="ACK" next="end"/>
+  <label id="decline"/>
+  <nop><action><log message="declined"/></action></nop>
+  <send><![CDATA[
+{reply.format(status="486 Busy Here", ctype="", body="")}]]></send>
   <recv request="ACK" next="end"/>
   <label id="answer"/>
   <send retrans="500"><![CDATA[
@@ -595,16 +603,18 @@ class SipCaller:
 
 class SipAgent:
     """An agent phone: registers as ``user`` with digest auth, then for every INVITE rings
-    ``ring_s`` and answers (or, ``answer=False``, rings until cancelled), and talks until the
-    other side hangs up, or hangs up itself after ``talk_s``. ``invites``, ``answered``,
-    ``cancelled`` and ``hung_up`` count what happened."""
+    ``ring_s`` and answers (or, ``answer=False``, rings until cancelled; or, ``decline=True``,
+    declines with 486 Busy Here after ``ring_s``), and talks until the other side hangs up, or
+    hangs up itself after ``talk_s``. ``invites``, ``answered``, ``declined``, ``cancelled`` and
+    ``hung_up`` count what happened."""
 
     def __init__(self, pbx: SipServer, user: str, *, ring_s: float = 0.5, answer: bool = True,
-                 talk_s: float | None = None, workdir: Path | None = None) -> None:
+                 decline: bool = False, talk_s: float | None = None, workdir: Path | None = None) -> None:
         self.pbx = pbx
         self.user = user
         self.ring_s = ring_s
         self.answer = answer
+        self.decline = decline
         self.talk_s = talk_s
         self._own_dir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="pbxr-sip-"))
@@ -634,7 +644,7 @@ class SipAgent:
         if rc != 0:
             raise RuntimeError(f"agent {self.user} failed to register (sipp exit {rc}); see {reg.out_file}")
         talk_ms = int((self.talk_s if self.talk_s is not None else 24 * 3600) * 1000)
-        scenario = _agent_scenario(rtp, int(self.ring_s * 1000), self.answer, talk_ms)
+        scenario = _agent_scenario(rtp, int(self.ring_s * 1000), self.answer, talk_ms, self.decline)
         # -aa: answer OPTIONS (Asterisk qualifies the contact) and friends with 200 by itself.
         await self.sipp.start(scenario, ["-aa", "-i", "127.0.0.1", "-p", str(self.sip_port),
                                          "-mp", str(free_udp_range(4)), "-trace_msg",
@@ -662,6 +672,10 @@ class SipAgent:
     @property
     def answered(self) -> int:
         return self._count("answered")
+
+    @property
+    def declined(self) -> int:
+        return self._count("declined")
 
     @property
     def cancelled(self) -> int:

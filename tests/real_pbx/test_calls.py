@@ -180,6 +180,25 @@ async def test_an_agent_who_hangs_up_ends_the_call_without_refused_requests(
     assert not unexpected, unexpected
 
 
+async def test_an_agent_who_declines_is_passed_over_and_the_caller_reaches_the_next_one(
+    asterisk: RealAsterisk, real_daemon: RealDaemon, database_url: str
+) -> None:
+    """Reception 1 is rung first (longest idle, first in the clinic's list) and declines (486 Busy
+    Here): the caller, who pressed 0 for a person, keeps waiting and reaches Nurse Kim, who also
+    takes the front desk."""
+    async with SipAgent(asterisk, "agent1", ring_s=0.5, decline=True) as reception, \
+            SipAgent(asterisk, "agent2", ring_s=0.3) as kim:
+        async with SipCaller(asterisk, "100", dtmf=[(0.5, "0")], hangup_after=40) as caller:
+            await reception.wait_for(lambda a: a.declined >= 1, timeout=30, what="reception declined")
+            await kim.wait_for(lambda a: a.answered >= 1, timeout=30, what="Nurse Kim answered")
+            await caller.hang_up()
+        assert reception.answered == 0
+    rows = await eventually(lambda: record_of(database_url), timeout=15, what="the call record")
+    assert rows[-1]["outcome"] == "queue:frontdesk:answered"
+    unexpected = [r for r in real_daemon.refusals() if r not in EXPECTED_REFUSALS]
+    assert not unexpected, unexpected
+
+
 async def test_a_spoken_emergency_hears_the_911_instruction_and_reaches_a_nurse(
     asterisk: RealAsterisk, real_daemon: RealDaemon, database_url: str
 ) -> None:
