@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -51,7 +51,13 @@ class Router(Protocol):
 
 
 class Registrar(Protocol):
-    """The registry side a flow needs: claim ids before the request that creates them."""
+    """The registry side a flow needs: claim ids before the request that creates them, and who
+    takes an adopted caller back where they were (a queue, say) before the conversation would."""
+
+    @property
+    def adoption_handlers(self) -> Sequence[Callable[[CallFlow], Awaitable[bool]]]:
+        """Each is asked in turn; the first that answers True has the call."""
+        ...
 
     def claim(self, call: Call, channel_id: str) -> None: ...
 
@@ -233,7 +239,7 @@ class CallFlow:
             return
         if call.adopted:
             await self._stop_dead_playback()
-            for handler in getattr(self.registrar, "adoption_handlers", ()):
+            for handler in self.registrar.adoption_handlers:
                 if await handler(self):
                     return
         if self.brain is not None:
