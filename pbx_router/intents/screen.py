@@ -100,7 +100,9 @@ _SPECIAL_WORDS: dict[str, list[str]] = {"od'd": ["overdosed"], "o.d.": ["overdos
 _FILLERS = FILLERS - {"er"}
 
 _MARKERS = re.compile(r"\[[^\]]*\]|<[^>]*>")
-_TOKEN = re.compile(r"\d+(?:\.\d+)?|[^\W\d_]+(?:['\u2019][^\W\d_]+)*|[.,;:!?]+")
+# A number is a token of its own; letters and digits run together ("0no", "2nd") are one token,
+# as normalize() has them: never a word of the lexicon nor a negation read out of noise.
+_TOKEN = re.compile(r"\d+(?:\.\d+)?(?![^\W_])|[^\W_]+(?:['\u2019][^\W\d_]+)*|[.,;:!?]+")
 _PRONOUN_IS = re.compile(r"^(he|she|who|where|how|baby|mom|mum|dad)['\u2019]s$")
 _CLASS_NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _RULE_WINDOW = re.compile(r"\s*~\s*(\d+)\s*$")
