@@ -97,9 +97,10 @@ class PlaybacksMixin(PbxState):
             await asyncio.sleep(playback.remaining)
             self._advance(playback)
 
-        task = asyncio.get_running_loop().create_task(self._guard(wait_then_advance()))
+        task = asyncio.get_running_loop().create_task(wait_then_advance())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._report)
         playback.task = task
 
     def _advance(self, playback: Playback) -> None:
