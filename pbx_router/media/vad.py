@@ -34,13 +34,13 @@ __all__ = [
 ]
 
 _VAD_RATES = (8000, 16000, 32000, 48000)
+_VAD_FRAME_MS = (10, 20, 30)
 
 
 def _energy(frame: bytes) -> float:
+    """Mean square of a PCM16 frame."""
     x = np.frombuffer(frame, dtype="<i2").astype(np.float64)
     return float(np.dot(x, x)) / max(1, len(x))
-
-_VAD_FRAME_MS = (10, 20, 30)
 
 
 @dataclass(slots=True)
