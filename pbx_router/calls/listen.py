@@ -126,10 +126,9 @@ class Listener:
         self.endpoint: RtpEndpoint | None = None
         self.endpointer = Endpointer(settings.endpointer or EndpointerConfig(), self.fmt.sample_rate)
         self._task: asyncio.Task[None] | None = None
-        self._finishing: set[asyncio.Task[None]] = set()
+        self._finishing: set[asyncio.Task[Any]] = set()
         self._stopping = False
         self.utterances = 0
-        self.early_withdrawn = 0  # early recognitions given up because the caller went on
         self.log = log.bind(call_id=call.call_id)
 
     async def start(self) -> None:
@@ -207,8 +206,8 @@ class Listener:
         self.call.deliver(ListenEvent(type="PbxRouterListen", kind="final", transcript=t, detail=reason,
                                       wait_ms=round((loop.time() - ended) * 1000)))
 
-    def _background(self, aw: Coroutine[Any, Any, Any] | asyncio.Task[Any]) -> asyncio.Task[Any]:
-        task = aw if isinstance(aw, asyncio.Task) else asyncio.create_task(aw)
+    def _background(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
         self._finishing.add(task)
         task.add_done_callback(self._finishing.discard)
         task.add_done_callback(_retrieve)
@@ -282,7 +281,6 @@ class Listener:
                             # The caller went on after the pause: the utterance is not over.
                             early.cancel()
                             early = None
-                            self.early_withdrawn += 1
                             session_cm, session = await self._open()
                             resampler = Resampler(self.fmt.sample_rate, self.speech.sample_rate)
                             pcm_in = bytes(utterance) + e.pcm

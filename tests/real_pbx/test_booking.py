@@ -22,12 +22,12 @@ from pbx_router.store import Store
 from pbx_router.testing.asterisk import RealAsterisk
 from pbx_router.testing.sip import SipCaller
 
+from booking.conftest import SOFIA
 from helpers import eventually
 from real_pbx.conftest import ROOT, daemon_config, ensure_asterisk, start_real_daemon
 
-# A patient of examples/clinic-patients.csv, calling from the number on their record: a phone
-# account whose caller id is that number (what a clinic's trunk would present).
-SOFIA = {"record": "MRN00004", "number": "+15552220104", "dob_keys": "02032004"}
+# A patient of examples/clinic-patients.csv (SOFIA), calling from the number on their record: a
+# phone account whose caller id is that number (what a clinic's trunk would present).
 PATIENT_PHONE = f"""
 [patient1](phone-endpoint)
 context = from-phones
